@@ -1,0 +1,126 @@
+//! The command line: the contract of DESIGN.md. Flags here override the
+//! configuration file, which overrides the built-in defaults.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Fine-tune a pretrained ResNet-18 on a small image dataset, watch it train,
+/// and see with Grad-CAM whether it looks at the flowers or at shortcuts.
+#[derive(Debug, Parser)]
+#[command(name = "flowercam", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+/// Flags every subcommand understands.
+#[derive(Debug, Args, Clone, Default)]
+pub struct Common {
+    /// TOML file overriding the built-in defaults (see config/default.toml).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Dataset folder (Flowers102 layout, or DIR/<class>/*.jpg).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub data: Option<PathBuf>,
+    /// Pretrained weights: a .pth or .safetensors file, or `none` for random initialisation.
+    #[arg(long, global = true, value_name = "FILE|none")]
+    pub weights: Option<String>,
+    /// Where tensors live: cpu, cuda or cuda:N.
+    #[arg(long, global = true, value_name = "DEVICE")]
+    pub device: Option<String>,
+    /// Threads for decoding, augmentation and CPU math (default: all cores).
+    #[arg(long, global = true, env = "RAYON_NUM_THREADS", value_name = "N")]
+    pub threads: Option<usize>,
+    /// Print lines instead of the full-screen interface (automatic when stdout is not a terminal).
+    #[arg(long, global = true)]
+    pub headless: bool,
+    /// Terminal graphics protocol.
+    #[arg(long, global = true, value_name = "auto|kitty|sixel|iterm2|halfblocks")]
+    pub graphics: Option<String>,
+    /// Output folder (runs for `run`/`demo`, the dataset for `synth`).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Epochs for each training phase.
+    #[arg(long, global = true, value_name = "N")]
+    pub epochs: Option<usize>,
+    /// Seed for shuffling, augmentation, initialisation and synthetic data.
+    #[arg(long, global = true, value_name = "N")]
+    pub seed: Option<u64>,
+}
+
+/// What to do.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print the class table of a dataset (name, label, train, test, masks) and exit.
+    Explore,
+    /// Write a synthetic dataset in the official Flowers102 layout.
+    Synth(SynthArgs),
+    /// Download Flowers102 (and its segmentations) with progress and checksums.
+    Fetch(FetchArgs),
+    /// Classify images with a trained checkpoint or ImageNet weights.
+    Predict(PredictArgs),
+    /// Measure decode, augmentation, forward and backward throughput on this machine.
+    Bench(BenchArgs),
+}
+
+/// Options of `flowercam predict`.
+#[derive(Debug, Args)]
+pub struct PredictArgs {
+    /// Image files (JPEG or PNG).
+    #[arg(required = true, value_name = "IMAGES")]
+    pub images: Vec<PathBuf>,
+    /// Print one JSON object per image (image, top, logits) instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// How many classes to list per image.
+    #[arg(long, default_value_t = 5, value_name = "K")]
+    pub top: usize,
+}
+
+/// Options of `flowercam bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// What to measure: data, model or all.
+    #[arg(long, default_value = "all", value_parser = ["data", "model", "all"])]
+    pub what: String,
+    /// Batch size for the model measurements.
+    #[arg(long, default_value_t = 32)]
+    pub batch: usize,
+    /// Input side for the model measurements.
+    #[arg(long, default_value_t = 224)]
+    pub size: usize,
+    /// Timed iterations per model measurement.
+    #[arg(long, default_value_t = 3)]
+    pub iters: usize,
+    /// Images for the data measurements.
+    #[arg(long, default_value_t = 256)]
+    pub images: usize,
+}
+
+/// Options of `flowercam synth`.
+#[derive(Debug, Args)]
+pub struct SynthArgs {
+    /// Images per class (split 1/4 train, 1/4 val, 1/2 test). Default: the official split sizes.
+    #[arg(long, value_name = "N")]
+    pub images_per_class: Option<usize>,
+    /// Image width in pixels (heights vary with a random aspect ratio).
+    #[arg(long, default_value_t = 320, value_name = "PX")]
+    pub size: u32,
+    /// Plant a fixed-position mark on this class's images (a shortcut for Grad-CAM to find).
+    #[arg(long, value_name = "CLASS")]
+    pub shortcut: Option<String>,
+}
+
+/// Options of `flowercam fetch`.
+#[derive(Debug, Args)]
+pub struct FetchArgs {
+    /// Skip the segmentation masks (102segmentations.tgz, ~190 MB), which the focus score needs.
+    #[arg(long)]
+    pub no_segmentations: bool,
+    /// Base URL to download from (a mirror of the VGG Flowers102 folder).
+    #[arg(long, value_name = "URL", default_value = crate::data::fetch::FLOWERS_BASE_URL)]
+    pub mirror: String,
+}

@@ -1,0 +1,248 @@
+//! The subcommands: each turns resolved configuration into work and prints
+//! what a person needs to see. Errors carry context for `main` to show.
+
+use std::io::IsTerminal;
+
+use color_eyre::eyre::{Context, Result, bail, eyre};
+
+use crate::cli::{BenchArgs, Common, FetchArgs, PredictArgs, SynthArgs};
+use crate::config::Config;
+use crate::data;
+
+/// Layer the command-line flags over the configuration file over the defaults.
+pub fn resolve_config(common: &Common) -> Result<Config> {
+    let mut config = match &common.config {
+        Some(path) => Config::from_file(path)?,
+        None => Config::defaults(),
+    };
+    if let Some(d) = &common.data {
+        config.data.root = d.clone();
+    }
+    if let Some(w) = &common.weights {
+        config.model.weights = w.clone();
+    }
+    if let Some(d) = &common.device {
+        crate::device::parse_device(d).map_err(|e| eyre!("--device: {e}"))?;
+        config.device = d.clone();
+    }
+    if let Some(t) = common.threads {
+        config.threads = t;
+    }
+    if let Some(e) = common.epochs {
+        config.train.feature_extraction.epochs = e;
+        config.train.fine_tuning.epochs = e;
+    }
+    if let Some(s) = common.seed {
+        config.seed = s;
+    }
+    if let Some(o) = &common.out {
+        config.output.dir = o.clone();
+    }
+    Ok(config)
+}
+
+/// Size the global thread pool once, before any parallel work.
+pub fn init_threads(config: &Config) {
+    if config.threads > 0 {
+        // Fails only if already initialised, which is harmless.
+        let _ = rayon::ThreadPoolBuilder::new()
+            .num_threads(config.threads)
+            .build_global();
+    }
+}
+
+/// A progress bar on a terminal, nothing otherwise (headless logs stay clean).
+fn bar(len: u64, what: &str) -> indicatif::ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let pb = indicatif::ProgressBar::new(len);
+    pb.set_style(
+        indicatif::ProgressStyle::with_template("{msg:>24} [{bar:40}] {pos}/{len} ({eta})")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    pb.set_message(what.to_string());
+    pb
+}
+
+/// `flowercam explore`: the class table.
+pub fn explore(config: &Config) -> Result<()> {
+    let ds = data::load(config)?;
+    println!("{} dataset at {}", ds.format, ds.root.display());
+    print!("{}", ds.class_table_text());
+    Ok(())
+}
+
+/// `flowercam synth`: a synthetic dataset in the official layout.
+pub fn synth(config: &Config, common: &Common, args: &SynthArgs) -> Result<()> {
+    let out = common.out.clone().ok_or_else(|| {
+        eyre!("flowercam synth needs --out DIR, the folder to write the dataset into")
+    })?;
+    if args.size < 16 {
+        bail!(
+            "--size {}: images must be at least 16 pixels wide",
+            args.size
+        );
+    }
+    let labels = data::flowers102::select_classes(&config.data)?;
+    let shortcut = match &args.shortcut {
+        None => None,
+        Some(name) => {
+            let wanted = name.trim().to_lowercase();
+            let pos = labels
+                .iter()
+                .position(|&l| data::official::CLASS_NAMES[l] == wanted);
+            Some(pos.ok_or_else(|| {
+                let selected: Vec<&str> = labels
+                    .iter()
+                    .map(|&l| data::official::CLASS_NAMES[l])
+                    .collect();
+                eyre!(
+                    "--shortcut {name:?} is not one of the selected classes: {}",
+                    selected.join(", ")
+                )
+            })?)
+        }
+    };
+    let spec = data::synth::SynthSpec {
+        labels,
+        images_per_class: args.images_per_class,
+        size: args.size,
+        shortcut,
+        seed: config.seed,
+    };
+    let pb = bar(0, "drawing flowers");
+    let summary = data::synth::write(&out, &spec, &|done, total| {
+        pb.set_length(total as u64);
+        pb.set_position(done as u64);
+    })
+    .wrap_err_with(|| format!("writing synthetic dataset to {}", out.display()))?;
+    pb.finish_and_clear();
+    println!(
+        "wrote {} images ({} train, {} val, {} test) with masks to {}",
+        summary.images,
+        summary.train,
+        summary.val,
+        summary.test,
+        out.display()
+    );
+    Ok(())
+}
+
+/// `flowercam fetch`: Flowers102 into `<data>/flowers-102/`.
+pub fn fetch(config: &Config, args: &FetchArgs) -> Result<()> {
+    let dir = config.data.root.join("flowers-102");
+    let files: Vec<_> = data::fetch::FLOWERS_FILES
+        .into_iter()
+        .filter(|f| !(args.no_segmentations && f.name == "102segmentations.tgz"))
+        .collect();
+    let pb = indicatif::ProgressBar::new(0);
+    if std::io::stderr().is_terminal() {
+        pb.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{msg:>22} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} ({eta})",
+            )
+            .expect("valid template")
+            .progress_chars("=> "),
+        );
+    } else {
+        pb.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let outcomes =
+        data::fetch::fetch_flowers(&args.mirror, &dir, &files, &mut |name, done, total| {
+            pb.set_message(name.to_string());
+            pb.set_length(total.unwrap_or(done));
+            pb.set_position(done);
+        })?;
+    pb.finish_and_clear();
+    for o in outcomes {
+        match o {
+            data::fetch::FetchOutcome::AlreadyThere(n) => println!("{n}: already there, verified"),
+            data::fetch::FetchOutcome::Downloaded(n) => println!("{n}: downloaded and verified"),
+        }
+    }
+    println!("Flowers102 is in {}", dir.display());
+    Ok(())
+}
+
+/// Open the configured device with a helpful error.
+pub fn open_device(config: &Config) -> Result<candle_core::Device> {
+    let spec = crate::device::parse_device(&config.device).map_err(|e| eyre!(e))?;
+    crate::device::open(spec).map_err(|e| eyre!(e))
+}
+
+/// Load the network `--weights` names (a checkpoint, ImageNet weights, or
+/// random), with the class names a checkpoint carries.
+pub fn load_model(
+    config: &Config,
+    device: &candle_core::Device,
+    num_classes_if_random: usize,
+) -> Result<(crate::model::ResNet, Option<Vec<String>>)> {
+    let arch = crate::model::Arch::from_name(&config.model.arch)
+        .ok_or_else(|| eyre!("model.arch {:?} is unknown", config.model.arch))?;
+    let pb = indicatif::ProgressBar::new(0);
+    if !std::io::stderr().is_terminal() {
+        pb.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let choice = crate::model::resolve_weights(&config.model.weights, &mut |done, total| {
+        pb.set_length(total.unwrap_or(done));
+        pb.set_position(done);
+    })
+    .map_err(|e| eyre!(e))?;
+    pb.finish_and_clear();
+    match choice {
+        crate::model::WeightsChoice::Random => Ok((
+            crate::model::weights::random(arch, num_classes_if_random, config.seed, device)?,
+            None,
+        )),
+        crate::model::WeightsChoice::File(path) => {
+            tracing::info!("loading weights from {}", path.display());
+            Ok(crate::model::weights::load(&path, arch, device)?)
+        }
+    }
+}
+
+/// `flowercam predict`.
+pub fn predict(config: &Config, args: &PredictArgs) -> Result<()> {
+    if args.top == 0 {
+        bail!("--top must be at least 1");
+    }
+    let device = open_device(config)?;
+    let (model, classes) = load_model(config, &device, 1000)?;
+    let preds = crate::predict::predict(
+        &model,
+        classes.as_deref(),
+        &args.images,
+        config,
+        args.top,
+        &device,
+    )
+    .map_err(|e| eyre!(e))?;
+    for p in &preds {
+        if args.json {
+            println!("{}", serde_json::to_string(p)?);
+        } else {
+            println!("{}", crate::predict::format_line(p));
+        }
+    }
+    Ok(())
+}
+
+/// `flowercam bench`.
+pub fn bench(config: &Config, args: &BenchArgs) -> Result<()> {
+    let device = open_device(config)?;
+    println!("flowercam bench on {} ", crate::device::describe(&device));
+    if args.what != "model" {
+        crate::bench::data(config, args.images.max(8))?;
+    }
+    if args.what != "data" {
+        crate::bench::model(
+            args.batch.max(1),
+            args.size.max(32),
+            args.iters.max(1),
+            &device,
+        )?;
+    }
+    Ok(())
+}

@@ -1,0 +1,14 @@
+//! flowercam: transfer learning you can trust, in the terminal.
+//!
+//! The engine (data, model, training, Grad-CAM) knows nothing about the
+//! terminal; the binary in `main.rs` wires it to the command line.
+
+pub mod bench;
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod data;
+pub mod device;
+pub mod fsutil;
+pub mod model;
+pub mod predict;
