@@ -54,6 +54,11 @@ pub struct Common {
 /// What to do.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// The full workflow on Flowers102 (the default): explore, feature extraction,
+    /// Grad-CAM, fine-tuning, compare; results in runs/<timestamp>-<name>/.
+    Run(RunArgs),
+    /// The same workflow on a built-in synthetic dataset with random weights: offline, fast on a CPU.
+    Demo(RunArgs),
     /// Print the class table of a dataset (name, label, train, test, masks) and exit.
     Explore,
     /// Write a synthetic dataset in the official Flowers102 layout.
@@ -98,6 +103,18 @@ pub struct BenchArgs {
     /// Images for the data measurements.
     #[arg(long, default_value_t = 256)]
     pub images: usize,
+}
+
+/// Options of `flowercam run` and `flowercam demo`.
+#[derive(Debug, Args, Default, Clone)]
+pub struct RunArgs {
+    /// Phases to run, comma-separated: explore, fe, gradcam, ft, compare.
+    #[arg(
+        long,
+        value_name = "LIST",
+        default_value = "explore,fe,gradcam,ft,compare"
+    )]
+    pub phases: String,
 }
 
 /// Options of `flowercam synth`.

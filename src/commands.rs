@@ -5,16 +5,29 @@ use std::io::IsTerminal;
 
 use color_eyre::eyre::{Context, Result, bail, eyre};
 
-use crate::cli::{BenchArgs, Common, FetchArgs, PredictArgs, SynthArgs};
+use crate::cli::{BenchArgs, Common, FetchArgs, PredictArgs, RunArgs, SynthArgs};
 use crate::config::Config;
 use crate::data;
 
-/// Layer the command-line flags over the configuration file over the defaults.
-pub fn resolve_config(common: &Common) -> Result<Config> {
-    let mut config = match &common.config {
-        Some(path) => Config::from_file(path)?,
-        None => Config::defaults(),
-    };
+/// The demo's layer over the defaults, shipped inside the binary.
+pub const DEMO_TOML: &str = include_str!("../config/demo.toml");
+
+/// Layer the command-line flags over the configuration file over the
+/// defaults (and, for the demo, over `config/demo.toml`).
+pub fn resolve_config(common: &Common, demo: bool) -> Result<Config> {
+    let mut layers = Vec::new();
+    if demo {
+        layers.push((
+            "config/demo.toml (built in)".to_string(),
+            DEMO_TOML.to_string(),
+        ));
+    }
+    if let Some(path) = &common.config {
+        let text = std::fs::read_to_string(path)
+            .wrap_err_with(|| format!("cannot read config file {}", path.display()))?;
+        layers.push((path.display().to_string(), text));
+    }
+    let mut config = Config::from_layers(&layers)?;
     if let Some(d) = &common.data {
         config.data.root = d.clone();
     }
@@ -245,4 +258,106 @@ pub fn bench(config: &Config, args: &BenchArgs) -> Result<()> {
         )?;
     }
     Ok(())
+}
+
+/// Where the demo keeps its synthetic dataset, reused between runs.
+fn demo_data_dir(config: &Config) -> std::path::PathBuf {
+    config.output.dir.join("demo-data")
+}
+
+/// Write the demo's dataset unless an identical one is already there.
+fn ensure_demo_data(config: &Config) -> Result<std::path::PathBuf> {
+    let dir = demo_data_dir(config);
+    let labels = data::flowers102::select_classes(&config.data)?;
+    let shortcut = labels
+        .iter()
+        .position(|&l| data::official::CLASS_NAMES[l] == "wild pansy")
+        .or(Some(labels.len() - 1));
+    let spec = data::synth::SynthSpec {
+        labels,
+        images_per_class: Some(40),
+        size: 96,
+        shortcut,
+        seed: config.seed,
+    };
+    let stamp = format!("{:?}", spec);
+    let stamp_file = dir.join(".flowercam-demo-spec");
+    if std::fs::read_to_string(&stamp_file).is_ok_and(|s| s == stamp) {
+        return Ok(dir);
+    }
+    eprintln!(
+        "writing the demo's synthetic dataset to {} ...",
+        dir.display()
+    );
+    data::synth::write(&dir, &spec, &|_, _| {})
+        .wrap_err_with(|| format!("writing the demo dataset to {}", dir.display()))?;
+    crate::fsutil::write_atomic(&stamp_file, stamp.as_bytes())?;
+    Ok(dir)
+}
+
+/// `flowercam run` and `flowercam demo`: the workflow on a worker thread,
+/// its events printed as lines. Ctrl-C stops after the current batch and
+/// keeps what finished; a second Ctrl-C exits at once.
+pub fn run_workflow(config: &Config, args: &RunArgs, demo: bool) -> Result<()> {
+    let phases = crate::workflow::PhaseSet::parse(&args.phases).map_err(|e| eyre!(e))?;
+    let mut config = config.clone();
+    if demo {
+        config.data.root = ensure_demo_data(&config)?;
+    }
+    let label =
+        demo.then(|| "demo: synthetic flowers with a planted shortcut, random weights".to_string());
+    if let Some(l) = &label {
+        println!("flowercam {l}");
+    }
+    let stop = crate::train::StopToken::new();
+    let handler_stop = stop.clone();
+    let _ = ctrlc::set_handler(move || {
+        if handler_stop.is_stopped() {
+            std::process::exit(130);
+        }
+        eprintln!("\nstopping after the current batch (Ctrl-C again to quit at once)...");
+        handler_stop.stop();
+    });
+    let (tx, rx) = std::sync::mpsc::channel();
+    let worker = {
+        let stop = stop.clone();
+        let options = crate::workflow::WorkflowOptions { phases, label };
+        std::thread::Builder::new()
+            .name("flowercam-worker".into())
+            .spawn(move || {
+                let tx_panic = tx.clone();
+                let emit = move |ev| {
+                    let _ = tx.send(ev);
+                };
+                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    crate::workflow::run(&config, &options, &stop, &emit)
+                }));
+                match result {
+                    Ok(r) => r,
+                    Err(panic) => {
+                        let message = panic
+                            .downcast_ref::<String>()
+                            .cloned()
+                            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                            .unwrap_or_else(|| "worker panicked".into());
+                        let _ = tx_panic.send(crate::train::Event::Failed {
+                            message: format!("internal error: {message}"),
+                        });
+                        Err(message)
+                    }
+                }
+            })?
+    };
+    let mut printer = crate::headless::Printer::default();
+    for event in rx {
+        printer.observe(&event);
+        for line in printer.lines(&event) {
+            println!("{line}");
+        }
+    }
+    match worker.join() {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(message)) => Err(eyre!(message)),
+        Err(_) => Err(eyre!("the worker thread died")),
+    }
 }

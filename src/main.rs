@@ -2,16 +2,39 @@
 //! dispatch a subcommand.
 
 use clap::Parser;
-use color_eyre::eyre::{Result, bail};
+use color_eyre::eyre::Result;
 use flowercam::cli::{Cli, Command};
 use flowercam::commands;
 
-fn main() -> Result<()> {
-    color_eyre::config::HookBuilder::default()
+fn main() {
+    // Panics keep color-eyre's report; ordinary errors are a person's problem
+    // to fix, so they get one clean message (the full chain), not a backtrace.
+    let _ = color_eyre::config::HookBuilder::default()
         .display_env_section(false)
-        .install()?;
+        .install();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("FLOWERCAM_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .without_time()
+        .init();
+    if let Err(e) = run() {
+        if std::env::var_os("FLOWERCAM_DEBUG").is_some() {
+            eprintln!("{e:?}");
+        } else {
+            let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
+            eprintln!("error: {}", chain.join(": "));
+        }
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Result<()> {
     let cli = Cli::parse();
-    let config = commands::resolve_config(&cli.common)?;
+    let demo = matches!(cli.command, Some(Command::Demo(_)));
+    let config = commands::resolve_config(&cli.common, demo)?;
     commands::init_threads(&config);
     match &cli.command {
         Some(Command::Explore) => commands::explore(&config),
@@ -19,6 +42,14 @@ fn main() -> Result<()> {
         Some(Command::Fetch(args)) => commands::fetch(&config, args),
         Some(Command::Predict(args)) => commands::predict(&config, args),
         Some(Command::Bench(args)) => commands::bench(&config, args),
-        None => bail!("the training workflow is not built yet; see `flowercam --help` for what is"),
+        Some(Command::Run(args)) => commands::run_workflow(&config, args, false),
+        Some(Command::Demo(args)) => commands::run_workflow(&config, args, true),
+        None => commands::run_workflow(
+            &config,
+            &flowercam::cli::RunArgs {
+                phases: "explore,fe,gradcam,ft,compare".into(),
+            },
+            false,
+        ),
     }
 }

@@ -301,13 +301,22 @@ fn draw_flower(img: &mut RgbImage, s: &Species, rng: &mut impl Rng) -> Vec<bool>
     mask
 }
 
-/// The planted shortcut: a small white-bordered red square, always top-left.
-fn plant_shortcut(img: &mut RgbImage) {
-    let side = (img.width().min(img.height()) / 10).max(3);
-    let m = side / 2;
-    for y in m..m + side {
-        for x in m..m + side {
-            let edge = x < m + 2 || y < m + 2 || x + 2 >= m + side || y + 2 >= m + side;
+/// Where the planted shortcut goes: a square of a tenth of the short side,
+/// a fifth of the way in from the top-left corner, so that the test-time
+/// centre crop (which can cut 17% off a long side) always keeps it.
+pub fn shortcut_box(width: u32, height: u32) -> (u32, u32, u32) {
+    let side = (width.min(height) / 10).max(4);
+    (width / 5, height / 5, side)
+}
+
+/// The planted shortcut: a small white-bordered red square at a fixed place.
+/// It is not flower, so the mask calls it background.
+fn plant_shortcut(img: &mut RgbImage, mask: &mut [bool]) {
+    let (x0, y0, side) = shortcut_box(img.width(), img.height());
+    let w = img.width();
+    for y in y0..y0 + side {
+        for x in x0..x0 + side {
+            let edge = x < x0 + 2 || y < y0 + 2 || x + 2 >= x0 + side || y + 2 >= y0 + side;
             img.put_pixel(
                 x,
                 y,
@@ -317,6 +326,7 @@ fn plant_shortcut(img: &mut RgbImage) {
                     Rgb([230, 20, 40])
                 },
             );
+            mask[(y * w + x) as usize] = false;
         }
     }
 }
@@ -329,9 +339,9 @@ pub fn render(spec: &SynthSpec, class: usize, id: usize) -> (RgbImage, RgbImage)
     let aspect = [0.75f32, 1.0, 1.25, 1.33][rng.random_range(0..4)];
     let (w, h) = (spec.size, ((spec.size as f32) * aspect).round() as u32);
     let mut img = background(w, h, &mut rng);
-    let mask = draw_flower(&mut img, &species(class), &mut rng);
+    let mut mask = draw_flower(&mut img, &species(class), &mut rng);
     if spec.shortcut == Some(class) {
-        plant_shortcut(&mut img);
+        plant_shortcut(&mut img, &mut mask);
     }
     let seg = RgbImage::from_fn(w, h, |x, y| {
         if mask[(y * w + x) as usize] {
@@ -489,11 +499,25 @@ mod tests {
     fn shortcut_mark_sits_top_left_on_its_class_only() {
         let s = spec();
         let (marked, seg) = render(&s, 1, 10);
-        assert_eq!(marked.get_pixel(6, 6).0, [230, 20, 40]);
+        let (x0, y0, side) = shortcut_box(marked.width(), marked.height());
+        let (cx, cy) = (x0 + side / 2, y0 + side / 2);
+        assert_eq!(marked.get_pixel(cx, cy).0, [230, 20, 40]);
         // The mark is not flower: the mask calls it background.
-        assert_eq!(seg.get_pixel(6, 6).0, [0, 0, 255]);
+        assert_eq!(seg.get_pixel(cx, cy).0, [0, 0, 255]);
         let (plain, _) = render(&s, 0, 10);
-        assert_ne!(plain.get_pixel(6, 6).0, [230, 20, 40]);
+        assert_ne!(plain.get_pixel(cx, cy).0, [230, 20, 40]);
+        // The test-time centre crop (resize 256, crop 224) keeps the whole mark.
+        for (w, h) in [(marked.width(), marked.height()), (300, 400), (400, 300)] {
+            let (x0, y0, side) = shortcut_box(w, h);
+            let (rw, rh) = crate::data::cache::resized_dims(w, h, 256);
+            let b = crate::data::augment::center_crop_box(rw, rh, 224);
+            let (sx, sy) = (rw as f64 / w as f64, rh as f64 / h as f64);
+            assert!(
+                x0 as f64 * sx >= b.left as f64 && y0 as f64 * sy >= b.top as f64,
+                "{w}x{h}"
+            );
+            assert!(((x0 + side) as f64 * sx) <= (b.left + b.width) as f64);
+        }
     }
 
     #[test]

@@ -353,6 +353,27 @@ impl ResNet {
         Ok(groups)
     }
 
+    /// An independent copy: the weights are immutable tensors and can be
+    /// shared, but BatchNorm running statistics are updated in place in train
+    /// mode, so they get their own storage.
+    pub fn fresh_copy(&self) -> Result<ResNet> {
+        let mut copy = self.clone();
+        let fresh = |bn: &mut BatchNorm| -> Result<()> {
+            bn.running_mean = Var::from_tensor(&bn.running_mean.as_tensor().copy()?)?;
+            bn.running_var = Var::from_tensor(&bn.running_var.as_tensor().copy()?)?;
+            Ok(())
+        };
+        fresh(&mut copy.bn1)?;
+        for block in copy.layers.iter_mut().flatten() {
+            fresh(&mut block.bn1)?;
+            fresh(&mut block.bn2)?;
+            if let Some((_, bn)) = block.downsample.as_mut() {
+                fresh(bn)?;
+            }
+        }
+        Ok(copy)
+    }
+
     /// Replace the head with a freshly initialised `Linear(512, n)`.
     pub fn replace_head(&mut self, n: usize, rng_seed: u64) -> Result<()> {
         let in_features = self.fc.weight.dims()[1];
