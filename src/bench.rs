@@ -196,3 +196,102 @@ pub fn model(
     ));
     Ok(out)
 }
+
+/// Peak resident memory of this process so far, in MiB (Linux; None elsewhere).
+pub fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+/// The full workflow, timed: seconds per phase, training images/s, peak RSS.
+/// Uses `config.data.root` when it exists, else writes a synthetic dataset
+/// with the real split sizes to a temporary folder.
+pub fn workflow(config: &Config) -> Result<(), String> {
+    let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let mut config = config.clone();
+    config.output.dir = tmp.path().join("runs");
+    if !config.data.root.exists() {
+        let labels =
+            crate::data::flowers102::select_classes(&config.data).map_err(|e| e.to_string())?;
+        let spec = SynthSpec {
+            labels,
+            images_per_class: None,
+            size: 320,
+            shortcut: None,
+            seed: config.seed,
+        };
+        let root = tmp.path().join("data");
+        crate::data::synth::write(&root, &spec, &|_, _| {}).map_err(|e| e.to_string())?;
+        config.data.root = root;
+        println!("synthetic dataset with the real split sizes (160 / 412) at 320 px");
+    }
+    let (fe, ft) = (
+        config.train.feature_extraction.epochs,
+        config.train.fine_tuning.epochs,
+    );
+    println!(
+        "workflow: {fe} + {ft} epochs at {} px, batch {}, weights {}",
+        config.image.size, config.train.batch_size, config.model.weights
+    );
+    let ips = std::sync::Mutex::new(Vec::<(crate::train::Phase, f64)>::new());
+    let emit = |ev: crate::train::Event| {
+        if let crate::train::Event::EpochDone { phase, metrics, .. } = &ev {
+            ips.lock()
+                .expect("not poisoned")
+                .push((*phase, metrics.images_per_second));
+            println!(
+                "  {} epoch {:2}: {:.1} s, {:.1} img/s",
+                phase.key(),
+                metrics.epoch,
+                metrics.seconds,
+                metrics.images_per_second
+            );
+        }
+    };
+    let start = Instant::now();
+    let run_dir = crate::workflow::run(
+        &config,
+        &Default::default(),
+        &crate::train::StopToken::new(),
+        &emit,
+    )?;
+    let total = start.elapsed().as_secs_f64();
+    let summary: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(run_dir.join("summary.json")).map_err(|e| e.to_string())?,
+    )
+    .map_err(|e| e.to_string())?;
+    println!("seconds per phase:");
+    if let Some(t) = summary["timings"].as_object() {
+        for (k, v) in t {
+            println!("  {k:<20} {:>8.1}", v.as_f64().unwrap_or(0.0));
+        }
+    }
+    for phase in [
+        crate::train::Phase::FeatureExtraction,
+        crate::train::Phase::FineTuning,
+    ] {
+        let v: Vec<f64> = ips
+            .lock()
+            .expect("not poisoned")
+            .iter()
+            .filter(|(p, _)| *p == phase)
+            .map(|(_, v)| *v)
+            .collect();
+        if !v.is_empty() {
+            println!(
+                "  {} training: {:.1} img/s (mean over epochs)",
+                phase.key(),
+                v.iter().sum::<f64>() / v.len() as f64
+            );
+        }
+    }
+    println!(
+        "total {total:.1} s; peak RSS {}",
+        peak_rss_mib()
+            .map(|m| format!("{m:.0} MiB"))
+            .unwrap_or_else(|| "unknown".into())
+    );
+    Ok(())
+}

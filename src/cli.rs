@@ -88,6 +88,10 @@ pub struct PredictArgs {
 /// Options of `flowercam bench`.
 #[derive(Debug, Args)]
 pub struct BenchArgs {
+    /// Time the whole workflow (15 + 15 epochs, Grad-CAM phases included) on a
+    /// synthetic dataset with the real split sizes (160 / 412), or on --data.
+    #[arg(long)]
+    pub workflow: bool,
     /// What to measure: data, model or all.
     #[arg(long, default_value = "all", value_parser = ["data", "model", "all"])]
     pub what: String,

@@ -245,7 +245,15 @@ pub fn predict(config: &Config, args: &PredictArgs) -> Result<()> {
 /// `flowercam bench`.
 pub fn bench(config: &Config, args: &BenchArgs) -> Result<()> {
     let device = open_device(config)?;
-    println!("flowercam bench on {} ", crate::device::describe(&device));
+    println!("flowercam bench on {}", crate::device::describe(&device));
+    if args.workflow {
+        let mut config = config.clone();
+        if config.model.weights == "auto" && crate::model::find_cached_weights().is_none() {
+            // Offline machines: time the same arithmetic with random weights.
+            config.model.weights = "none".into();
+        }
+        return crate::bench::workflow(&config).map_err(|e| eyre!(e));
+    }
     if args.what != "model" {
         crate::bench::data(config, args.images.max(8))?;
     }

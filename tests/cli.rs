@@ -1,0 +1,192 @@
+//! The real binary, driven from outside as a person would: synth → explore
+//! → run → predict, and the errors a person sees.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn flowercam(args: &[&str], cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_flowercam"))
+        .args(args)
+        .current_dir(cwd)
+        .env_remove("RUST_BACKTRACE")
+        .output()
+        .unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+const SMALL: &str = "[image]\nresize = 56\nsize = 48\n[train]\nbatch_size = 8\n";
+
+#[test]
+fn synth_run_predict_end_to_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("small.toml"), SMALL).unwrap();
+    let o = flowercam(
+        &[
+            "synth",
+            "--out",
+            "data",
+            "--images-per-class",
+            "8",
+            "--size",
+            "48",
+            "--shortcut",
+            "wild pansy",
+        ],
+        d,
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let o = flowercam(&["explore", "--data", "data"], d);
+    assert!(
+        o.status.success() && text(&o).contains("wild pansy") && text(&o).contains("total"),
+        "{}",
+        text(&o)
+    );
+
+    let o = flowercam(
+        &[
+            "run",
+            "--data",
+            "data",
+            "--weights",
+            "none",
+            "--headless",
+            "--out",
+            "runs",
+            "--epochs",
+            "1",
+            "--config",
+            "small.toml",
+        ],
+        d,
+    );
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(
+        out.contains("Epoch  1/1") && out.contains("ACCURACY COMPARISON"),
+        "{out}"
+    );
+    assert!(!out.contains('\x1b'), "headless output has no escape codes");
+    let runs: Vec<_> = std::fs::read_dir(d.join("runs"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert_eq!(runs.len(), 1);
+    let run = &runs[0];
+    for f in [
+        "config.toml",
+        "metrics.jsonl",
+        "summary.json",
+        "fe.safetensors",
+        "ft.safetensors",
+        "curves.png",
+        "gradcam_fe.png",
+        "gradcam_compare.png",
+        "report.md",
+    ] {
+        assert!(run.join(f).is_file(), "missing {f}");
+    }
+    assert_eq!(
+        std::fs::read_to_string(run.join("metrics.jsonl"))
+            .unwrap()
+            .lines()
+            .count(),
+        2
+    );
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("summary.json")).unwrap()).unwrap();
+    for phase in ["feature_extraction", "fine_tuning"] {
+        let p = &summary[phase];
+        assert!(p["final_test_acc"].as_f64().is_some(), "{phase}");
+        assert_eq!(p["per_class_acc"].as_array().unwrap().len(), 8);
+        let e = &p["epochs"][0];
+        for k in [
+            "epoch",
+            "train_loss",
+            "train_acc",
+            "test_loss",
+            "test_acc",
+            "seconds",
+        ] {
+            assert!(e.get(k).is_some(), "{phase} epoch lacks {k}");
+        }
+    }
+    assert_eq!(summary["classes"].as_array().unwrap().len(), 8);
+    for k in ["feature_extraction", "fine_tuning", "total"] {
+        assert!(summary["timings"][k].as_f64().is_some(), "timings.{k}");
+    }
+    assert!(
+        summary["focus"]["fine_tuning"]
+            .as_array()
+            .is_some_and(|a| a.len() == 8)
+    );
+    assert_eq!(summary["finished"], true);
+    // The resolved config reproduces the run.
+    let resolved = std::fs::read_to_string(run.join("config.toml")).unwrap();
+    assert!(resolved.contains("size = 48"), "{resolved}");
+
+    let img = d.join("data/jpg/image_00001.jpg");
+    let ft = run.join("ft.safetensors");
+    let o = flowercam(
+        &[
+            "predict",
+            img.to_str().unwrap(),
+            "--weights",
+            ft.to_str().unwrap(),
+            "--json",
+            "--top",
+            "2",
+            "--config",
+            "small.toml",
+        ],
+        d,
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let line: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&o.stdout).lines().next().unwrap()).unwrap();
+    assert_eq!(line["top"].as_array().unwrap().len(), 2);
+    assert_eq!(line["logits"].as_array().unwrap().len(), 8);
+    let class = line["top"][0]["class"].as_str().unwrap();
+    assert!(
+        summary["classes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c == class),
+        "{class}"
+    );
+}
+
+#[test]
+fn errors_name_the_problem_and_exit_non_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("bad.toml"), "[train]\nbatch_sise = 3\n").unwrap();
+    let o = flowercam(&["explore", "--config", "bad.toml"], d);
+    assert_eq!(o.status.code(), Some(1));
+    let t = text(&o);
+    assert!(
+        t.contains("bad.toml") && t.contains("train.batch_sise") && !t.contains("BACKTRACE"),
+        "{t}"
+    );
+    let o = flowercam(&["explore", "--data", "nowhere"], d);
+    assert!(text(&o).contains("nowhere: no such folder"), "{}", text(&o));
+    let o = flowercam(&["predict", "x.jpg", "--weights", "missing.pth"], d);
+    assert!(
+        text(&o).contains("missing.pth: no such file"),
+        "{}",
+        text(&o)
+    );
+    let o = flowercam(&["bench", "--device", "cuda"], d);
+    assert!(!o.status.success());
+    let o = flowercam(&["run", "--phases", "fe,lunch"], d);
+    assert!(text(&o).contains("unknown phase \"lunch\""), "{}", text(&o));
+}
