@@ -190,3 +190,86 @@ fn errors_name_the_problem_and_exit_non_zero() {
     let o = flowercam(&["run", "--phases", "fe,lunch"], d);
     assert!(text(&o).contains("unknown phase \"lunch\""), "{}", text(&o));
 }
+
+mod common;
+
+#[test]
+fn auto_weights_come_from_the_hf_cache_or_a_download_with_progress() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let weights = d.join("w.safetensors");
+    common::write_formula_weights(&weights, None, None);
+    let bytes = std::fs::read(&weights).unwrap();
+    let server = common::TestServer::start(
+        vec![(
+            "timm/resnet18.tv_in1k/resolve/main/model.safetensors",
+            bytes,
+        )],
+        None,
+    );
+    image::RgbImage::from_pixel(40, 30, image::Rgb([200, 30, 90]))
+        .save(d.join("x.png"))
+        .unwrap();
+    let home = d.join("home");
+    let run = |extra: &[(&str, &std::path::Path)]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_flowercam"));
+        c.args([
+            "predict",
+            "x.png",
+            "--weights",
+            "auto",
+            "--json",
+            "--top",
+            "1",
+        ])
+        .current_dir(d);
+        for v in ["XDG_CACHE_HOME", "TORCH_HOME", "HF_HOME", "HF_HUB_CACHE"] {
+            c.env_remove(v);
+        }
+        c.env("HOME", &home).env("HF_ENDPOINT", &server.url);
+        for (k, v) in extra {
+            c.env(k, v);
+        }
+        c.output().unwrap()
+    };
+    let o = run(&[]);
+    assert!(o.status.success(), "{}", text(&o));
+    let line: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(line["logits"].as_array().unwrap().len(), 1000);
+    assert!(
+        home.join(".cache/flowercam/resnet18.tv_in1k.safetensors")
+            .is_file()
+    );
+    assert_eq!(server.requests.lock().unwrap().len(), 1);
+    // The second run finds the cached file and downloads nothing.
+    assert!(run(&[]).status.success());
+    assert_eq!(server.requests.lock().unwrap().len(), 1);
+    // A Hugging Face cache snapshot is found too (the HF libraries' layout).
+    let hf = d.join("hf");
+    let snap = hf.join("hub/models--timm--resnet18.tv_in1k/snapshots/abc123");
+    std::fs::create_dir_all(&snap).unwrap();
+    std::fs::copy(&weights, snap.join("model.safetensors")).unwrap();
+    std::fs::remove_file(home.join(".cache/flowercam/resnet18.tv_in1k.safetensors")).unwrap();
+    assert!(run(&[("HF_HOME", &hf)]).status.success());
+    assert_eq!(server.requests.lock().unwrap().len(), 1);
+    // Offline with nothing cached: one clear message.
+    drop(server);
+    std::fs::remove_dir_all(&hf).unwrap();
+    let mut c = Command::new(env!("CARGO_BIN_EXE_flowercam"));
+    let o = c
+        .args(["predict", "x.png"])
+        .current_dir(d)
+        .env("HOME", d.join("empty"))
+        .env_remove("XDG_CACHE_HOME")
+        .env_remove("TORCH_HOME")
+        .env_remove("HF_HOME")
+        .env_remove("HF_HUB_CACHE")
+        .env("HF_ENDPOINT", "http://127.0.0.1:9")
+        .output()
+        .unwrap();
+    let t = text(&o);
+    assert!(
+        !o.status.success() && t.contains("resnet18-f37072fd.pth") && t.contains("flowercam demo"),
+        "{t}"
+    );
+}

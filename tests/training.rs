@@ -262,3 +262,75 @@ fn stop_is_honoured_within_one_batch() {
     assert_eq!(*batches.lock().unwrap(), 1);
     assert!(out.epochs.is_empty());
 }
+
+#[test]
+fn a_stopped_workflow_keeps_what_finished() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = SynthSpec {
+        labels: vec![0, 9],
+        images_per_class: Some(8),
+        size: 48,
+        shortcut: None,
+        seed: 1,
+    };
+    data::synth::write(&dir.path().join("data"), &spec, &|_, _| {}).unwrap();
+    let mut config = Config::defaults();
+    config.data.root = dir.path().join("data");
+    config.data.classes = vec!["pink primrose".into(), "globe thistle".into()];
+    config.output.dir = dir.path().join("runs");
+    config.model.weights = "none".into();
+    config.image.resize = 56;
+    config.image.size = 48;
+    config.train.batch_size = 4;
+    config.train.feature_extraction.epochs = 1;
+    config.train.fine_tuning.epochs = 3;
+    let stop = StopToken::new();
+    let events = Mutex::new(Vec::new());
+    let emit = |ev: Event| {
+        if let Event::Batch {
+            phase: Phase::FineTuning,
+            ..
+        } = ev
+        {
+            stop.stop();
+        }
+        events
+            .lock()
+            .unwrap()
+            .push(format!("{ev:?}").chars().take(30).collect::<String>());
+    };
+    let run = flowercam::workflow::run(&config, &Default::default(), &stop, &emit).unwrap();
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["stopped"], true);
+    assert_eq!(summary["finished"], false);
+    assert!(summary["feature_extraction"]["final_test_acc"].is_number());
+    assert!(summary["fine_tuning"].is_null(), "no FT epoch finished");
+    assert!(run.join("fe.safetensors").is_file() && !run.join("ft.safetensors").exists());
+    assert!(run.join("gradcam_fe.png").is_file() && run.join("report.md").is_file());
+    assert!(
+        std::fs::read_to_string(run.join("report.md"))
+            .unwrap()
+            .contains("stopped early")
+    );
+    assert!(
+        events
+            .lock()
+            .unwrap()
+            .last()
+            .unwrap()
+            .starts_with("Stopped")
+    );
+}
+
+#[test]
+fn resnet34_has_the_torchvision_structure() {
+    let m = weights::random(Arch::ResNet34, 5, 0, &Device::Cpu).unwrap();
+    assert_eq!(
+        m.layers.iter().map(|l| l.len()).collect::<Vec<_>>(),
+        vec![3, 4, 6, 3]
+    );
+    let x =
+        candle_core::Tensor::zeros((1, 3, 64, 64), candle_core::DType::F32, &Device::Cpu).unwrap();
+    assert_eq!(m.forward(&x).unwrap().dims(), &[1, 5]);
+}
