@@ -44,6 +44,7 @@ pub fn data(config: &Config, images: usize) -> std::io::Result<Vec<Measurement>>
         size: 500,
         shortcut: None,
         seed: 1,
+        same_species: false,
     };
     // Official photos are about 500×670 JPEGs; write that many distinct ones.
     let paths: Vec<_> = (0..images)
@@ -197,6 +198,31 @@ pub fn model(
     Ok(out)
 }
 
+/// CAMs per second at `size` px, in batches of 16, for each method: phases 3
+/// and 5 need 32 (16 + 8 per model at the default 8 classes).
+pub fn cams(size: usize, images: usize, device: &Device) -> candle_core::Result<Vec<Measurement>> {
+    let m = weights::random(Arch::ResNet18, 8, 0, device)
+        .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+    let x = Tensor::randn(0f32, 1.0, (16, 3, size, size), device)?;
+    let targets: Vec<usize> = (0..16).map(|i| i % 8).collect();
+    let mut out = Vec::new();
+    for method in crate::cam::Method::ALL {
+        crate::cam::compute(&m, &x, Stage::Layer4, &targets, method)?;
+        let start = Instant::now();
+        let mut done = 0;
+        while done < images {
+            crate::cam::compute(&m, &x, Stage::Layer4, &targets, method)?;
+            done += 16;
+        }
+        out.push(measure(
+            &format!("{} at layer4 ({size}px, batches of 16)", method.name()),
+            done,
+            start.elapsed().as_secs_f64(),
+        ));
+    }
+    Ok(out)
+}
+
 /// Peak resident memory of this process so far, in MiB (Linux; None elsewhere).
 pub fn peak_rss_mib() -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -221,6 +247,7 @@ pub fn workflow(config: &Config) -> Result<(), String> {
             size: 320,
             shortcut: None,
             seed: config.seed,
+            same_species: false,
         };
         let root = tmp.path().join("data");
         crate::data::synth::write(&root, &spec, &|_, _| {}).map_err(|e| e.to_string())?;

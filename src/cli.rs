@@ -83,6 +83,18 @@ pub struct PredictArgs {
     /// How many classes to list per image.
     #[arg(long, default_value_t = 5, value_name = "K")]
     pub top: usize,
+    /// Also compute a CAM per image: gradcam, gradcam++, hirescam or eigencam.
+    #[arg(long, value_name = "METHOD")]
+    pub cam: Option<String>,
+    /// Stage the CAM explains (layer1..layer4).
+    #[arg(long, default_value = "layer4", value_name = "layerK")]
+    pub cam_layer: String,
+    /// Class the CAM explains: the top prediction, or a class index.
+    #[arg(long, default_value = "predicted", value_name = "predicted|INDEX")]
+    pub cam_target: String,
+    /// Write each image's CAM overlay (PNG) into this folder.
+    #[arg(long, value_name = "DIR")]
+    pub cam_out: Option<PathBuf>,
 }
 
 /// Options of `flowercam bench`.
@@ -92,8 +104,8 @@ pub struct BenchArgs {
     /// synthetic dataset with the real split sizes (160 / 412), or on --data.
     #[arg(long)]
     pub workflow: bool,
-    /// What to measure: data, model or all.
-    #[arg(long, default_value = "all", value_parser = ["data", "model", "all"])]
+    /// What to measure: data, model, cam or all.
+    #[arg(long, default_value = "all", value_parser = ["data", "model", "cam", "all"])]
     pub what: String,
     /// Batch size for the model measurements.
     #[arg(long, default_value_t = 32)]
@@ -133,6 +145,10 @@ pub struct SynthArgs {
     /// Plant a fixed-position mark on this class's images (a shortcut for Grad-CAM to find).
     #[arg(long, value_name = "CLASS")]
     pub shortcut: Option<String>,
+    /// Draw every class as the same species, so the shortcut mark is the only
+    /// difference between classes (a controlled experiment for Grad-CAM).
+    #[arg(long)]
+    pub same_species: bool,
 }
 
 /// Options of `flowercam fetch`.

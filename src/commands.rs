@@ -124,6 +124,7 @@ pub fn synth(config: &Config, common: &Common, args: &SynthArgs) -> Result<()> {
         size: args.size,
         shortcut,
         seed: config.seed,
+        same_species: args.same_species,
     };
     let pb = bar(0, "drawing flowers");
     let summary = data::synth::write(&out, &spec, &|done, total| {
@@ -221,6 +222,19 @@ pub fn predict(config: &Config, args: &PredictArgs) -> Result<()> {
     if args.top == 0 {
         bail!("--top must be at least 1");
     }
+    let cam = match &args.cam {
+        Some(method) => Some(
+            crate::predict::CamRequest::parse(
+                method,
+                &args.cam_layer,
+                &args.cam_target,
+                args.cam_out.clone(),
+            )
+            .map_err(|e| eyre!(e))?,
+        ),
+        None if args.cam_out.is_some() => bail!("--cam-out needs --cam METHOD"),
+        None => None,
+    };
     let device = open_device(config)?;
     let (model, classes) = load_model(config, &device, 1000)?;
     let preds = crate::predict::predict(
@@ -229,6 +243,7 @@ pub fn predict(config: &Config, args: &PredictArgs) -> Result<()> {
         &args.images,
         config,
         args.top,
+        cam.as_ref(),
         &device,
     )
     .map_err(|e| eyre!(e))?;
@@ -287,6 +302,7 @@ fn ensure_demo_data(config: &Config) -> Result<std::path::PathBuf> {
         size: 96,
         shortcut,
         seed: config.seed,
+        same_species: false,
     };
     let stamp = format!("{:?}", spec);
     let stamp_file = dir.join(".flowercam-demo-spec");

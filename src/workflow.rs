@@ -111,12 +111,17 @@ fn phase_spec(config: &Config, phase: Phase) -> Result<PhaseSpec, String> {
 
 /// The test-time crop of a cached image, for display.
 pub fn display_crop(img: &CachedImage, size: u32) -> RgbImage {
-    let b = center_crop_box(img.rgb.width(), img.rgb.height(), size);
-    let crop = image::imageops::crop_imm(&img.rgb, b.left, b.top, b.width, b.height).to_image();
+    display_crop_rgb(&img.rgb, size)
+}
+
+/// The test-time centre crop of a resized image: what the network saw.
+pub fn display_crop_rgb(rgb: &RgbImage, size: u32) -> RgbImage {
+    let b = center_crop_box(rgb.width(), rgb.height(), size);
+    let crop = image::imageops::crop_imm(rgb, b.left, b.top, b.width, b.height).to_image();
     if crop.dimensions() == (size, size) {
         crop
     } else {
-        data::cache::resize_rgb(&img.rgb, None, size, size)
+        data::cache::resize_rgb(rgb, None, size, size)
     }
 }
 
@@ -147,7 +152,8 @@ pub fn cams_for(
     let mut out = Vec::new();
     for (chunk, t) in images.chunks(16).zip(targets.chunks(16)) {
         let x = aug.batch(chunk, false, 0, 0, 0, device)?;
-        let raw = cam::gradcam(model, &x, layer, t)?;
+        let method = cam::Method::from_name(&config.cam.method).unwrap_or(cam::Method::GradCam);
+        let raw = cam::compute(model, &x, layer, t, method)?;
         for m in raw.maps {
             let mut up = cam::upsample(&m, raw.height, raw.width, s, s);
             cam::normalise_by_max(&mut up);
@@ -603,6 +609,19 @@ fn gradcam_fe(
         .collect();
     run.write_png("gradcam_fe.png", &report::sheet::render(&rows))
         .map_err(|e| format!("gradcam_fe.png: {e}"))?;
+    // The notebook's optional views: frozen conv1 filters and layer4 maps of the first sample.
+    let filters = cam::views::conv1_filters(&fe.model, 4).map_err(|e| e.to_string())?;
+    run.write_png("filters_conv1.png", &filters)
+        .map_err(|e| format!("filters_conv1.png: {e}"))?;
+    if let Some(first) = imgs.first() {
+        let aug = Augmenter::new(&config.image, &config.augment);
+        let x = aug
+            .batch(&[*first], false, 0, 0, 0, device)
+            .map_err(|e| e.to_string())?;
+        let acts = cam::views::layer4_activations(&fe.model, &x, 48).map_err(|e| e.to_string())?;
+        run.write_png("activations_layer4.png", &acts)
+            .map_err(|e| format!("activations_layer4.png: {e}"))?;
+    }
     emit(Event::Artifact {
         phase: Phase::GradcamFe,
         path: run.file("gradcam_fe.png"),

@@ -16,6 +16,7 @@ fn small_synth(dir: &Path, per_class: usize) -> data::synth::SynthSummary {
         size: 48,
         shortcut: Some(2),
         seed: 1,
+        same_species: false,
     };
     data::synth::write(dir, &spec, &|_, _| {}).unwrap()
 }
@@ -109,6 +110,7 @@ fn default_synth_mirrors_the_real_split_sizes() {
         size: 24,
         shortcut: None,
         seed: 0,
+        same_species: false,
     };
     let s = data::synth::write(dir.path(), &spec, &|_, _| {}).unwrap();
     assert_eq!((s.train + s.val, s.test), (160, 412));

@@ -18,6 +18,7 @@ fn dataset(per_class: usize, size: u32) -> DecodedSet {
         size,
         shortcut: None,
         seed: 3,
+        same_species: false,
     };
     data::synth::write(dir.path(), &spec, &|_, _| {}).unwrap();
     let ds = data::flowers102::load(dir.path(), &[0, 9, 16]).unwrap();
@@ -272,6 +273,7 @@ fn a_stopped_workflow_keeps_what_finished() {
         size: 48,
         shortcut: None,
         seed: 1,
+        same_species: false,
     };
     data::synth::write(&dir.path().join("data"), &spec, &|_, _| {}).unwrap();
     let mut config = Config::defaults();

@@ -8,6 +8,7 @@
 
 pub mod colormap;
 pub mod focus;
+pub mod views;
 
 use candle_core::{D, Device, Tensor, Var};
 
@@ -22,6 +23,43 @@ pub struct RawCams {
     pub width: usize,
 }
 
+/// The CAM methods flowercam computes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// Gradients averaged over space weight the activation channels.
+    GradCam,
+    /// Grad-CAM++: second- and third-order gradient terms weight each position.
+    GradCamPlusPlus,
+    /// HiResCAM: gradient times activation, position by position.
+    HiResCam,
+    /// EigenCAM: first principal component of the activations (no gradients).
+    EigenCam,
+}
+
+impl Method {
+    /// All methods, in the order the TUI cycles through them.
+    pub const ALL: [Method; 4] = [
+        Method::GradCam,
+        Method::GradCamPlusPlus,
+        Method::HiResCam,
+        Method::EigenCam,
+    ];
+
+    /// The configuration name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::GradCam => "gradcam",
+            Method::GradCamPlusPlus => "gradcam++",
+            Method::HiResCam => "hirescam",
+            Method::EigenCam => "eigencam",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Method> {
+        Method::ALL.into_iter().find(|m| m.name() == name)
+    }
+}
+
 /// Grad-CAM of `layer` for each image of the batch `x` and its target class.
 pub fn gradcam(
     model: &ResNet,
@@ -29,8 +67,19 @@ pub fn gradcam(
     layer: Stage,
     targets: &[usize],
 ) -> candle_core::Result<RawCams> {
+    compute(model, x, layer, targets, Method::GradCam)
+}
+
+/// The stage's activations and the gradient of each image's target logit
+/// with respect to them (raw logits, as pytorch-grad-cam's targets).
+fn activations_and_gradients(
+    model: &ResNet,
+    x: &Tensor,
+    layer: Stage,
+    targets: &[usize],
+) -> candle_core::Result<(Tensor, Tensor)> {
     if layer == Stage::Head {
-        candle_core::bail!("Grad-CAM needs a convolutional stage, not {}", layer.name());
+        candle_core::bail!("a CAM needs a convolutional stage, not {}", layer.name());
     }
     let acts = model
         .forward_range(x, Stage::Stem, layer, BnTrain::EVAL)?
@@ -41,7 +90,7 @@ pub fn gradcam(
     let (n, classes) = logits.dims2()?;
     if targets.len() != n || targets.iter().any(|t| *t >= classes) {
         candle_core::bail!(
-            "Grad-CAM: {} targets for {n} images with {classes} classes",
+            "CAM: {} targets for {n} images with {classes} classes",
             targets.len()
         );
     }
@@ -50,15 +99,53 @@ pub fn gradcam(
         onehot[i * classes + t] = 1.0;
     }
     let onehot = Tensor::from_vec(onehot, (n, classes), logits.device())?;
-    // Images are independent, so the gradient of the summed scores holds each
-    // image's own gradient.
+    // Images are independent (eval-mode BatchNorm), so the gradient of the
+    // summed scores holds each image's own gradient.
     let score = (logits * onehot)?.sum_all()?;
     let grads = score.backward()?;
     let g = grads
         .get(tap.as_tensor())
-        .ok_or_else(|| candle_core::Error::Msg("no gradient reached the tapped stage".into()))?;
-    let weights = g.mean_keepdim(D::Minus1)?.mean_keepdim(D::Minus2)?;
-    let cam = acts.broadcast_mul(&weights)?.sum(1)?.relu()?;
+        .ok_or_else(|| candle_core::Error::Msg("no gradient reached the tapped stage".into()))?
+        .clone();
+    Ok((acts, g))
+}
+
+/// A CAM of `layer` for each image of `x` and its target class.
+pub fn compute(
+    model: &ResNet,
+    x: &Tensor,
+    layer: Stage,
+    targets: &[usize],
+    method: Method,
+) -> candle_core::Result<RawCams> {
+    let sum_space = |t: &Tensor| t.sum_keepdim(D::Minus1)?.sum_keepdim(D::Minus2);
+    let cam = match method {
+        Method::EigenCam => {
+            let acts = model.forward_range(x, Stage::Stem, layer, BnTrain::EVAL)?;
+            return eigen_cams(&acts);
+        }
+        Method::GradCam => {
+            let (a, g) = activations_and_gradients(model, x, layer, targets)?;
+            let w = g.mean_keepdim(D::Minus1)?.mean_keepdim(D::Minus2)?;
+            a.broadcast_mul(&w)?.sum(1)?
+        }
+        Method::HiResCam => {
+            let (a, g) = activations_and_gradients(model, x, layer, targets)?;
+            (a * g)?.sum(1)?
+        }
+        Method::GradCamPlusPlus => {
+            let (a, g) = activations_and_gradients(model, x, layer, targets)?;
+            let g2 = g.sqr()?;
+            let g3 = (&g2 * &g)?;
+            let denom = ((&g2 * 2.0)? + sum_space(&a)?.broadcast_mul(&g3)?)? + 1e-6;
+            let aij = (&g2 / denom?)?;
+            // Zero where the gradient is exactly zero, as the reference does.
+            let nonzero = g.ne(0f32)?.to_dtype(aij.dtype())?;
+            let w = sum_space(&(g.relu()? * (aij * nonzero)?)?)?;
+            a.broadcast_mul(&w)?.sum(1)?
+        }
+    };
+    let cam = cam.relu()?;
     let (_, h, w) = cam.dims3()?;
     let maps = cam
         .to_device(&Device::Cpu)?
@@ -71,6 +158,74 @@ pub fn gradcam(
         height: h,
         width: w,
     })
+}
+
+/// EigenCAM: project each image's centred activations (positions × channels)
+/// onto their first right singular vector. The direction's sign is arbitrary
+/// in any SVD; we pick the one that agrees with where activations are strong,
+/// so the highlighted region is the active one.
+fn eigen_cams(acts: &Tensor) -> candle_core::Result<RawCams> {
+    let (_, c, h, w) = acts.dims4()?;
+    let all = acts
+        .to_device(&Device::Cpu)?
+        .flatten_from(1)?
+        .to_vec2::<f32>()?;
+    let maps = all
+        .iter()
+        .map(|flat| {
+            let p = h * w;
+            // flat is channel-major: flat[ch * p + pos].
+            let mut m =
+                nalgebra::DMatrix::<f64>::from_fn(p, c, |pos, ch| flat[ch * p + pos] as f64);
+            let strength: Vec<f64> = (0..p).map(|pos| m.row(pos).sum()).collect();
+            for ch in 0..c {
+                let mean = m.column(ch).mean();
+                m.column_mut(ch).add_scalar_mut(-mean);
+            }
+            let svd = m.clone().svd(false, true);
+            let vt = svd.v_t.expect("asked for V^T");
+            let (best, _) =
+                svd.singular_values
+                    .iter()
+                    .enumerate()
+                    .fold(
+                        (0, f64::MIN),
+                        |b, (i, s)| if *s > b.1 { (i, *s) } else { b },
+                    );
+            let mut proj: Vec<f64> = (0..p)
+                .map(|pos| {
+                    m.row(pos)
+                        .iter()
+                        .zip(vt.row(best).iter())
+                        .map(|(a, b)| a * b)
+                        .sum()
+                })
+                .collect();
+            let mean_strength = strength.iter().sum::<f64>() / p as f64;
+            let agreement: f64 = proj
+                .iter()
+                .zip(&strength)
+                .map(|(a, s)| a * (s - mean_strength))
+                .sum();
+            if agreement < 0.0 {
+                proj.iter_mut().for_each(|v| *v = -*v);
+            }
+            proj.into_iter().map(|v| v.max(0.0) as f32).collect()
+        })
+        .collect();
+    Ok(RawCams {
+        maps,
+        height: h,
+        width: w,
+    })
+}
+
+/// pytorch-grad-cam's normalisation: `(x - min) / (max - min + 1e-7)`.
+pub fn normalise_min_max(map: &mut [f32]) {
+    let min = map.iter().cloned().fold(f32::INFINITY, f32::min);
+    let shifted_max = map.iter().map(|v| v - min).fold(0f32, f32::max);
+    map.iter_mut()
+        .for_each(|v| *v = (*v - min) / (1e-7 + shifted_max));
 }
 
 /// Bilinear resize of a map, as PyTorch's `interpolate(align_corners=False)`.

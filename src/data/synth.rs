@@ -27,6 +27,9 @@ pub struct SynthSpec {
     /// Position in `labels` of the class that gets the planted mark.
     pub shortcut: Option<usize>,
     pub seed: u64,
+    /// Draw every class with the first species, so the planted mark is the
+    /// only thing that tells classes apart (a controlled shortcut experiment).
+    pub same_species: bool,
 }
 
 /// What was written, for messages and tests.
@@ -301,11 +304,11 @@ fn draw_flower(img: &mut RgbImage, s: &Species, rng: &mut impl Rng) -> Vec<bool>
     mask
 }
 
-/// Where the planted shortcut goes: a square of a tenth of the short side,
+/// Where the planted shortcut goes: a square of a seventh of the short side,
 /// a fifth of the way in from the top-left corner, so that the test-time
 /// centre crop (which can cut 17% off a long side) always keeps it.
 pub fn shortcut_box(width: u32, height: u32) -> (u32, u32, u32) {
-    let side = (width.min(height) / 10).max(4);
+    let side = (width.min(height) / 7).max(5);
     (width / 5, height / 5, side)
 }
 
@@ -339,7 +342,8 @@ pub fn render(spec: &SynthSpec, class: usize, id: usize) -> (RgbImage, RgbImage)
     let aspect = [0.75f32, 1.0, 1.25, 1.33][rng.random_range(0..4)];
     let (w, h) = (spec.size, ((spec.size as f32) * aspect).round() as u32);
     let mut img = background(w, h, &mut rng);
-    let mut mask = draw_flower(&mut img, &species(class), &mut rng);
+    let look = if spec.same_species { 0 } else { class };
+    let mut mask = draw_flower(&mut img, &species(look), &mut rng);
     if spec.shortcut == Some(class) {
         plant_shortcut(&mut img, &mut mask);
     }
@@ -472,6 +476,7 @@ mod tests {
             size: 64,
             shortcut: Some(1),
             seed: 5,
+            same_species: false,
         }
     }
 

@@ -182,21 +182,25 @@ impl RunDir {
 
     pub fn write_png(&self, name: &str, img: &image::RgbImage) -> std::io::Result<PathBuf> {
         let path = self.file(name);
-        crate::fsutil::write_atomic_with(&path, |w| {
-            image::codecs::png::PngEncoder::new(w)
-                .write_image(
-                    img.as_raw(),
-                    img.width(),
-                    img.height(),
-                    image::ExtendedColorType::Rgb8,
-                )
-                .map_err(std::io::Error::other)
-        })?;
+        write_png(&path, img)?;
         Ok(path)
     }
 }
 
-use image::ImageEncoder;
+/// Write an RGB image as PNG, atomically.
+pub fn write_png(path: &Path, img: &image::RgbImage) -> std::io::Result<()> {
+    use image::ImageEncoder;
+    crate::fsutil::write_atomic_with(path, |w| {
+        image::codecs::png::PngEncoder::new(w)
+            .write_image(
+                img.as_raw(),
+                img.width(),
+                img.height(),
+                image::ExtendedColorType::Rgb8,
+            )
+            .map_err(std::io::Error::other)
+    })
+}
 
 fn pct(v: f64) -> String {
     format!("{:.1}%", v * 100.0)
@@ -289,6 +293,14 @@ pub fn markdown(s: &Summary) -> String {
         (
             "gradcam_compare.png",
             "Grad-CAM comparison: first test image of each class — image | FE | FT",
+        ),
+        (
+            "filters_conv1.png",
+            "conv1 filters of the feature-extraction model (frozen, so the pretrained filters)",
+        ),
+        (
+            "activations_layer4.png",
+            "First 16 layer4 activation maps of the first Grad-CAM image (FE model)",
         ),
     ] {
         if s.files.iter().any(|f| f == file) {
