@@ -102,20 +102,10 @@ pub fn data(config: &Config, images: usize) -> std::io::Result<Vec<Measurement>>
 }
 
 /// Forward and backward of ResNet-18 at `batch`×3×`size`×`size`, random weights.
-pub fn model(
-    batch: usize,
-    size: usize,
-    iters: usize,
-    device: &Device,
-) -> candle_core::Result<Vec<Measurement>> {
-    let mut m = weights::random(Arch::ResNet18, 8, 0, device)
-        .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+pub fn model(batch: usize, size: usize, iters: usize, device: &Device) -> candle_core::Result<Vec<Measurement>> {
+    let mut m = weights::random(Arch::ResNet18, 8, 0, device).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
     let x = Tensor::randn(0f32, 1.0, (batch, 3, size, size), device)?;
-    let labels = Tensor::from_vec(
-        (0..batch as u32).map(|i| i % 8).collect::<Vec<_>>(),
-        batch,
-        device,
-    )?;
+    let labels = Tensor::from_vec((0..batch as u32).map(|i| i % 8).collect::<Vec<_>>(), batch, device)?;
     let sync = |t: &Tensor| {
         t.sum_all()
             .and_then(|s| s.to_dtype(DType::F32)?.to_scalar::<f32>())
@@ -201,8 +191,7 @@ pub fn model(
 /// CAMs per second at `size` px, in batches of 16, for each method: phases 3
 /// and 5 need 32 (16 + 8 per model at the default 8 classes).
 pub fn cams(size: usize, images: usize, device: &Device) -> candle_core::Result<Vec<Measurement>> {
-    let m = weights::random(Arch::ResNet18, 8, 0, device)
-        .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+    let m = weights::random(Arch::ResNet18, 8, 0, device).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
     let x = Tensor::randn(0f32, 1.0, (16, 3, size, size), device)?;
     let targets: Vec<usize> = (0..16).map(|i| i % 8).collect();
     let mut out = Vec::new();
@@ -239,8 +228,7 @@ pub fn workflow(config: &Config) -> Result<(), String> {
     let mut config = config.clone();
     config.output.dir = tmp.path().join("runs");
     if !config.data.root.exists() {
-        let labels =
-            crate::data::flowers102::select_classes(&config.data).map_err(|e| e.to_string())?;
+        let labels = crate::data::flowers102::select_classes(&config.data).map_err(|e| e.to_string())?;
         let spec = SynthSpec {
             labels,
             images_per_class: None,
@@ -254,10 +242,7 @@ pub fn workflow(config: &Config) -> Result<(), String> {
         config.data.root = root;
         println!("synthetic dataset with the real split sizes (160 / 412) at 320 px");
     }
-    let (fe, ft) = (
-        config.train.feature_extraction.epochs,
-        config.train.fine_tuning.epochs,
-    );
+    let (fe, ft) = (config.train.feature_extraction.epochs, config.train.fine_tuning.epochs);
     println!(
         "workflow: {fe} + {ft} epochs at {} px, batch {}, weights {}",
         config.image.size, config.train.batch_size, config.model.weights
@@ -278,27 +263,18 @@ pub fn workflow(config: &Config) -> Result<(), String> {
         }
     };
     let start = Instant::now();
-    let run_dir = crate::workflow::run(
-        &config,
-        &Default::default(),
-        &crate::train::StopToken::new(),
-        &emit,
-    )?;
+    let run_dir = crate::workflow::run(&config, &Default::default(), &crate::train::StopToken::new(), &emit)?;
     let total = start.elapsed().as_secs_f64();
-    let summary: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(run_dir.join("summary.json")).map_err(|e| e.to_string())?,
-    )
-    .map_err(|e| e.to_string())?;
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run_dir.join("summary.json")).map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string())?;
     println!("seconds per phase:");
     if let Some(t) = summary["timings"].as_object() {
         for (k, v) in t {
             println!("  {k:<20} {:>8.1}", v.as_f64().unwrap_or(0.0));
         }
     }
-    for phase in [
-        crate::train::Phase::FeatureExtraction,
-        crate::train::Phase::FineTuning,
-    ] {
+    for phase in [crate::train::Phase::FeatureExtraction, crate::train::Phase::FineTuning] {
         let v: Vec<f64> = ips
             .lock()
             .expect("not poisoned")

@@ -25,8 +25,8 @@ pub struct Common {
     /// Dataset folder (Flowers102 layout, or DIR/<class>/*.jpg).
     #[arg(long, global = true, value_name = "DIR")]
     pub data: Option<PathBuf>,
-    /// Pretrained weights: a .pth or .safetensors file, or `none` for random initialisation.
-    #[arg(long, global = true, value_name = "FILE|none")]
+    /// Pretrained weights: a .pth or .safetensors file, `auto` (torch hub cache, Hugging Face cache, then download) or `none` (random initialisation).
+    #[arg(long, global = true, value_name = "FILE|auto|none")]
     pub weights: Option<String>,
     /// Where tensors live: cpu, cuda or cuda:N.
     #[arg(long, global = true, value_name = "DEVICE")]
@@ -125,11 +125,7 @@ pub struct BenchArgs {
 #[derive(Debug, Args, Default, Clone)]
 pub struct RunArgs {
     /// Phases to run, comma-separated: explore, fe, gradcam, ft, compare.
-    #[arg(
-        long,
-        value_name = "LIST",
-        default_value = "explore,fe,gradcam,ft,compare"
-    )]
+    #[arg(long, value_name = "LIST", default_value = "explore,fe,gradcam,ft,compare")]
     pub phases: String,
 }
 

@@ -17,14 +17,11 @@ pub const DEMO_TOML: &str = include_str!("../config/demo.toml");
 pub fn resolve_config(common: &Common, demo: bool) -> Result<Config> {
     let mut layers = Vec::new();
     if demo {
-        layers.push((
-            "config/demo.toml (built in)".to_string(),
-            DEMO_TOML.to_string(),
-        ));
+        layers.push(("config/demo.toml (built in)".to_string(), DEMO_TOML.to_string()));
     }
     if let Some(path) = &common.config {
-        let text = std::fs::read_to_string(path)
-            .wrap_err_with(|| format!("cannot read config file {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).wrap_err_with(|| format!("cannot read config file {}", path.display()))?;
         layers.push((path.display().to_string(), text));
     }
     let mut config = Config::from_layers(&layers)?;
@@ -89,28 +86,21 @@ pub fn explore(config: &Config) -> Result<()> {
 
 /// `flowercam synth`: a synthetic dataset in the official layout.
 pub fn synth(config: &Config, common: &Common, args: &SynthArgs) -> Result<()> {
-    let out = common.out.clone().ok_or_else(|| {
-        eyre!("flowercam synth needs --out DIR, the folder to write the dataset into")
-    })?;
+    let out = common
+        .out
+        .clone()
+        .ok_or_else(|| eyre!("flowercam synth needs --out DIR, the folder to write the dataset into"))?;
     if args.size < 16 {
-        bail!(
-            "--size {}: images must be at least 16 pixels wide",
-            args.size
-        );
+        bail!("--size {}: images must be at least 16 pixels wide", args.size);
     }
     let labels = data::flowers102::select_classes(&config.data)?;
     let shortcut = match &args.shortcut {
         None => None,
         Some(name) => {
             let wanted = name.trim().to_lowercase();
-            let pos = labels
-                .iter()
-                .position(|&l| data::official::CLASS_NAMES[l] == wanted);
+            let pos = labels.iter().position(|&l| data::official::CLASS_NAMES[l] == wanted);
             Some(pos.ok_or_else(|| {
-                let selected: Vec<&str> = labels
-                    .iter()
-                    .map(|&l| data::official::CLASS_NAMES[l])
-                    .collect();
+                let selected: Vec<&str> = labels.iter().map(|&l| data::official::CLASS_NAMES[l]).collect();
                 eyre!(
                     "--shortcut {name:?} is not one of the selected classes: {}",
                     selected.join(", ")
@@ -163,12 +153,11 @@ pub fn fetch(config: &Config, args: &FetchArgs) -> Result<()> {
     } else {
         pb.set_draw_target(indicatif::ProgressDrawTarget::hidden());
     }
-    let outcomes =
-        data::fetch::fetch_flowers(&args.mirror, &dir, &files, &mut |name, done, total| {
-            pb.set_message(name.to_string());
-            pb.set_length(total.unwrap_or(done));
-            pb.set_position(done);
-        })?;
+    let outcomes = data::fetch::fetch_flowers(&args.mirror, &dir, &files, &mut |name, done, total| {
+        pb.set_message(name.to_string());
+        pb.set_length(total.unwrap_or(done));
+        pb.set_position(done);
+    })?;
     pb.finish_and_clear();
     for o in outcomes {
         match o {
@@ -224,13 +213,8 @@ pub fn predict(config: &Config, args: &PredictArgs) -> Result<()> {
     }
     let cam = match &args.cam {
         Some(method) => Some(
-            crate::predict::CamRequest::parse(
-                method,
-                &args.cam_layer,
-                &args.cam_target,
-                args.cam_out.clone(),
-            )
-            .map_err(|e| eyre!(e))?,
+            crate::predict::CamRequest::parse(method, &args.cam_layer, &args.cam_target, args.cam_out.clone())
+                .map_err(|e| eyre!(e))?,
         ),
         None if args.cam_out.is_some() => bail!("--cam-out needs --cam METHOD"),
         None => None,
@@ -273,12 +257,7 @@ pub fn bench(config: &Config, args: &BenchArgs) -> Result<()> {
         crate::bench::data(config, args.images.max(8))?;
     }
     if args.what != "data" {
-        crate::bench::model(
-            args.batch.max(1),
-            args.size.max(32),
-            args.iters.max(1),
-            &device,
-        )?;
+        crate::bench::model(args.batch.max(1), args.size.max(32), args.iters.max(1), &device)?;
     }
     Ok(())
 }
@@ -309,10 +288,7 @@ fn ensure_demo_data(config: &Config) -> Result<std::path::PathBuf> {
     if std::fs::read_to_string(&stamp_file).is_ok_and(|s| s == stamp) {
         return Ok(dir);
     }
-    eprintln!(
-        "writing the demo's synthetic dataset to {} ...",
-        dir.display()
-    );
+    eprintln!("writing the demo's synthetic dataset to {} ...", dir.display());
     data::synth::write(&dir, &spec, &|_, _| {})
         .wrap_err_with(|| format!("writing the demo dataset to {}", dir.display()))?;
     crate::fsutil::write_atomic(&stamp_file, stamp.as_bytes())?;
@@ -328,8 +304,7 @@ pub fn run_workflow(config: &Config, args: &RunArgs, demo: bool) -> Result<()> {
     if demo {
         config.data.root = ensure_demo_data(&config)?;
     }
-    let label =
-        demo.then(|| "demo: synthetic flowers with a planted shortcut, random weights".to_string());
+    let label = demo.then(|| "demo: synthetic flowers with a planted shortcut, random weights".to_string());
     if let Some(l) = &label {
         println!("flowercam {l}");
     }

@@ -138,10 +138,7 @@ pub struct OutputConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("{origin}: not valid TOML: {message}")]
     Syntax { origin: String, message: String },
     #[error("{origin}: key `{key}`: {message}")]
@@ -183,19 +180,14 @@ impl Config {
             origin = name.clone();
         }
         let de = toml::Value::Table(merged);
-        let config: Config =
-            serde_path_to_error::deserialize(de).map_err(|e| ConfigError::Key {
-                origin: origin.clone(),
-                key: e.path().to_string(),
-                message: e.inner().to_string(),
-            })?;
+        let config: Config = serde_path_to_error::deserialize(de).map_err(|e| ConfigError::Key {
+            origin: origin.clone(),
+            key: e.path().to_string(),
+            message: e.inner().to_string(),
+        })?;
         config
             .validate()
-            .map_err(|(key, message)| ConfigError::Key {
-                origin,
-                key,
-                message,
-            })?;
+            .map_err(|(key, message)| ConfigError::Key { origin, key, message })?;
         Ok(config)
     }
 
@@ -213,17 +205,11 @@ impl Config {
         }
         let [lo, hi] = self.augment.scale;
         if !(0.0 < lo && lo <= hi && hi <= 1.0) {
-            return err(
-                "augment.scale",
-                format!("need 0 < min <= max <= 1, got [{lo}, {hi}]"),
-            );
+            return err("augment.scale", format!("need 0 < min <= max <= 1, got [{lo}, {hi}]"));
         }
         let [lo, hi] = self.augment.ratio;
         if !(0.0 < lo && lo <= hi) {
-            return err(
-                "augment.ratio",
-                format!("need 0 < min <= max, got [{lo}, {hi}]"),
-            );
+            return err("augment.ratio", format!("need 0 < min <= max, got [{lo}, {hi}]"));
         }
         if !(0.0..=1.0).contains(&self.augment.flip) {
             return err("augment.flip", "is a probability, between 0 and 1".into());
@@ -238,10 +224,7 @@ impl Config {
             }
         }
         if !(0.0 < self.data.test_fraction && self.data.test_fraction < 1.0) {
-            return err(
-                "data.test_fraction",
-                "must be strictly between 0 and 1".into(),
-            );
+            return err("data.test_fraction", "must be strictly between 0 and 1".into());
         }
         if self.data.preset == ClassPreset::Names && self.data.classes.is_empty() {
             return err("data.classes", "names no class".into());
@@ -287,10 +270,7 @@ impl Config {
                 );
             }
             if phase.weight_decay < 0.0 {
-                return err(
-                    &format!("{key}.weight_decay"),
-                    "must not be negative".into(),
-                );
+                return err(&format!("{key}.weight_decay"), "must not be negative".into());
             }
         }
         if !["resnet18", "resnet34"].contains(&self.model.arch.as_str()) {
@@ -314,19 +294,13 @@ impl Config {
         if !["layer1", "layer2", "layer3", "layer4"].contains(&self.cam.layer.as_str()) {
             return err(
                 "cam.layer",
-                format!(
-                    "unknown stage {:?}, expected layer1..layer4",
-                    self.cam.layer
-                ),
+                format!("unknown stage {:?}, expected layer1..layer4", self.cam.layer),
             );
         }
         if !["true", "predicted"].contains(&self.cam.target.as_str()) {
             return err(
                 "cam.target",
-                format!(
-                    "expected \"true\" or \"predicted\", got {:?}",
-                    self.cam.target
-                ),
+                format!("expected \"true\" or \"predicted\", got {:?}", self.cam.target),
             );
         }
         if !["jet", "turbo"].contains(&self.cam.colormap.as_str()) {
@@ -349,21 +323,15 @@ impl Config {
 }
 
 fn parse_table(origin: &str, text: &str) -> Result<toml::Table, ConfigError> {
-    text.parse::<toml::Table>()
-        .map_err(|e| ConfigError::Syntax {
-            origin: origin.to_string(),
-            message: e.to_string(),
-        })
+    text.parse::<toml::Table>().map_err(|e| ConfigError::Syntax {
+        origin: origin.to_string(),
+        message: e.to_string(),
+    })
 }
 
 /// Reject keys the defaults do not have. Maps whose keys are data (learning
 /// rates per stage) are let through; validation checks their keys instead.
-fn check_keys(
-    origin: &str,
-    layer: &toml::Table,
-    base: &toml::Table,
-    prefix: &str,
-) -> Result<(), ConfigError> {
+fn check_keys(origin: &str, layer: &toml::Table, base: &toml::Table, prefix: &str) -> Result<(), ConfigError> {
     for (key, value) in layer {
         let path = if prefix.is_empty() {
             key.clone()
@@ -451,16 +419,9 @@ mod tests {
 
     #[test]
     fn bad_value_names_file_and_key() {
-        let e = layer("[train]\nbatch_size = \"big\"\n")
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("my.toml") && e.contains("train.batch_size"),
-            "{e}"
-        );
-        let e = layer("[augment]\nscale = [0.9, 0.1]\n")
-            .unwrap_err()
-            .to_string();
+        let e = layer("[train]\nbatch_size = \"big\"\n").unwrap_err().to_string();
+        assert!(e.contains("my.toml") && e.contains("train.batch_size"), "{e}");
+        let e = layer("[augment]\nscale = [0.9, 0.1]\n").unwrap_err().to_string();
         assert!(e.contains("augment.scale"), "{e}");
         let e = layer("[train.fine_tuning]\nlr = { fc = 1e-3 }\n")
             .unwrap_err()

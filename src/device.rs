@@ -17,9 +17,7 @@ pub fn parse_device(text: &str) -> Result<DeviceSpec, String> {
         "cuda" => Ok(DeviceSpec::Cuda(0)),
         other => match other.strip_prefix("cuda:").map(str::parse::<usize>) {
             Some(Ok(n)) => Ok(DeviceSpec::Cuda(n)),
-            _ => Err(format!(
-                "unknown device {other:?}, expected cpu, cuda or cuda:N"
-            )),
+            _ => Err(format!("unknown device {other:?}, expected cpu, cuda or cuda:N")),
         },
     }
 }
@@ -35,8 +33,7 @@ pub fn open(spec: DeviceSpec) -> Result<Device, String> {
                      rebuild with `cargo build --release --features cuda` (needs nvcc), or use --device cpu"
                 ));
             }
-            Device::new_cuda(n)
-                .map_err(|e| format!("--device cuda:{n}: no usable GPU ({e}); use --device cpu"))
+            Device::new_cuda(n).map_err(|e| format!("--device cuda:{n}: no usable GPU ({e}); use --device cpu"))
         }
     }
 }

@@ -27,27 +27,18 @@ impl Printer {
                 }
                 vec![]
             }
-            Event::DatasetReady {
-                root,
-                table,
-                skipped,
-            } => {
+            Event::DatasetReady { root, table, skipped } => {
                 let mut out = vec![
                     String::new(),
                     format!("== {} ==", Phase::Explore.title()),
                     format!("dataset: {}", root.display()),
                 ];
                 let width = table.iter().map(|r| r.name.len()).max().unwrap_or(5).max(5);
-                out.push(format!(
-                    "{:<width$}  {:>5}  {:>5}",
-                    "class", "train", "test"
-                ));
+                out.push(format!("{:<width$}  {:>5}  {:>5}", "class", "train", "test"));
                 for r in table {
                     out.push(format!("{:<width$}  {:>5}  {:>5}", r.name, r.train, r.test));
                 }
-                let (tr, te) = table
-                    .iter()
-                    .fold((0, 0), |a, r| (a.0 + r.train, a.1 + r.test));
+                let (tr, te) = table.iter().fold((0, 0), |a, r| (a.0 + r.train, a.1 + r.test));
                 out.push(format!("{:<width$}  {:>5}  {:>5}", "total", tr, te));
                 for (p, why) in skipped {
                     out.push(format!("skipped {}: {why}", p.display()));
@@ -62,17 +53,13 @@ impl Printer {
             } => {
                 let mut out = vec![String::new(), format!("== {} ==", phase.title())];
                 if *epochs > 0 {
-                    out.push(format!(
-                        "trainable: {trainable}; {epochs} epochs of {batches} batches"
-                    ));
+                    out.push(format!("trainable: {trainable}; {epochs} epochs of {batches} batches"));
                     out.push("=".repeat(70));
                 }
                 out
             }
             Event::Batch { .. } => vec![],
-            Event::EpochDone {
-                metrics: m, epochs, ..
-            } => vec![format!(
+            Event::EpochDone { metrics: m, epochs, .. } => vec![format!(
                 "Epoch {:2}/{epochs}  Train Loss: {:.4}  Train Acc: {}  Test Loss: {:.4}  Test Acc: {}  ({:.1} s, {:.0} img/s)",
                 m.epoch,
                 m.train_loss,

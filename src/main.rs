@@ -14,10 +14,7 @@ fn main() {
         .install();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("FLOWERCAM_LOG")
-                .unwrap_or_else(|_| "warn".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("FLOWERCAM_LOG").unwrap_or_else(|_| "warn".into()))
         .without_time()
         .init();
     if let Err(e) = run() {

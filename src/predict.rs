@@ -52,15 +52,9 @@ pub struct CamRequest {
 
 impl CamRequest {
     /// Check the `--cam*` flags together.
-    pub fn parse(
-        method: &str,
-        layer: &str,
-        target: &str,
-        out_dir: Option<PathBuf>,
-    ) -> Result<CamRequest, String> {
-        let method = crate::cam::Method::from_name(method).ok_or_else(|| {
-            format!("--cam {method:?}: expected gradcam, gradcam++, hirescam or eigencam")
-        })?;
+    pub fn parse(method: &str, layer: &str, target: &str, out_dir: Option<PathBuf>) -> Result<CamRequest, String> {
+        let method = crate::cam::Method::from_name(method)
+            .ok_or_else(|| format!("--cam {method:?}: expected gradcam, gradcam++, hirescam or eigencam"))?;
         let layer = match crate::model::Stage::from_name(layer) {
             Some(s) if !matches!(s, crate::model::Stage::Stem | crate::model::Stage::Head) => s,
             _ => {
@@ -69,17 +63,14 @@ impl CamRequest {
                 ));
             }
         };
-        let target =
-            match target {
-                "predicted" => None,
-                "true" => return Err(
-                    "--cam-target true: predict has no labels; use `predicted` or a class index"
-                        .into(),
-                ),
-                n => Some(n.parse::<usize>().map_err(|_| {
-                    format!("--cam-target {n:?}: expected `predicted` or a class index")
-                })?),
-            };
+        let target = match target {
+            "predicted" => None,
+            "true" => return Err("--cam-target true: predict has no labels; use `predicted` or a class index".into()),
+            n => Some(
+                n.parse::<usize>()
+                    .map_err(|_| format!("--cam-target {n:?}: expected `predicted` or a class index"))?,
+            ),
+        };
         Ok(CamRequest {
             method,
             layer,
@@ -105,14 +96,12 @@ pub fn predict(
         let mut data = vec![0f32; chunk.len() * aug.image_len()];
         let mut crops = Vec::new();
         for (path, dst) in chunk.iter().zip(data.chunks_mut(aug.image_len())) {
-            let rgb = decode_resized(path, config.image.resize)
-                .map_err(|e| format!("{}: {e}", path.display()))?;
+            let rgb = decode_resized(path, config.image.resize).map_err(|e| format!("{}: {e}", path.display()))?;
             aug.test_into(&rgb, dst);
             crops.push(rgb);
         }
         let s = config.image.size as usize;
-        let x =
-            Tensor::from_vec(data, (chunk.len(), 3, s, s), device).map_err(|e| e.to_string())?;
+        let x = Tensor::from_vec(data, (chunk.len(), 3, s, s), device).map_err(|e| e.to_string())?;
         let logits = model.forward(&x).map_err(|e| e.to_string())?;
         let probs = candle_nn::ops::softmax(&logits, D::Minus1).map_err(|e| e.to_string())?;
         let logits: Vec<Vec<f32>> = logits.to_vec2().map_err(|e| e.to_string())?;
@@ -130,8 +119,7 @@ pub fn predict(
                     Some(t) => vec![t; chunk.len()],
                     None => crate::train::metrics::argmax_rows(&probs),
                 };
-                let raw = crate::cam::compute(model, &x, req.layer, &targets, req.method)
-                    .map_err(|e| e.to_string())?;
+                let raw = crate::cam::compute(model, &x, req.layer, &targets, req.method).map_err(|e| e.to_string())?;
                 if let Some(dir) = &req.out_dir {
                     for ((path, rgb), m) in chunk.iter().zip(&crops).zip(&raw.maps) {
                         let crop = crate::workflow::display_crop_rgb(rgb, config.image.size);
@@ -146,12 +134,8 @@ pub fn predict(
                             .file_stem()
                             .map(|s| s.to_string_lossy().into_owned())
                             .unwrap_or_else(|| "image".into());
-                        let out = dir.join(format!(
-                            "{stem}.{}.png",
-                            req.method.name().replace('+', "p")
-                        ));
-                        crate::report::write_png(&out, &img)
-                            .map_err(|e| format!("{}: {e}", out.display()))?;
+                        let out = dir.join(format!("{stem}.{}.png", req.method.name().replace('+', "p")));
+                        crate::report::write_png(&out, &img).map_err(|e| format!("{}: {e}", out.display()))?;
                     }
                 }
                 Some(
@@ -176,9 +160,7 @@ pub fn predict(
                 .take(top_k)
                 .map(|i| Ranked {
                     index: i,
-                    class: classes
-                        .and_then(|c| c.get(i).cloned())
-                        .unwrap_or_else(|| i.to_string()),
+                    class: classes.and_then(|c| c.get(i).cloned()).unwrap_or_else(|| i.to_string()),
                     prob: p[i],
                 })
                 .collect();

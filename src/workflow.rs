@@ -163,12 +163,7 @@ pub fn cams_for(
     Ok(out)
 }
 
-fn first_per_class(
-    test: &[CachedImage],
-    classes: usize,
-    per_class: usize,
-    keep: impl Fn(usize) -> bool,
-) -> Vec<usize> {
+fn first_per_class(test: &[CachedImage], classes: usize, per_class: usize, keep: impl Fn(usize) -> bool) -> Vec<usize> {
     let mut count = vec![0; classes];
     let mut out = Vec::new();
     for (i, img) in test.iter().enumerate() {
@@ -193,20 +188,11 @@ pub fn run(
 ) -> Result<PathBuf, String> {
     let t_total = Instant::now();
     let device = crate::device::open(crate::device::parse_device(&config.device)?)?;
-    let mut run = RunDir::create(&config.output.dir, &config.name).map_err(|e| {
-        format!(
-            "{}: cannot create the run folder: {e}",
-            config.output.dir.display()
-        )
-    })?;
-    let io = |what: &str, e: std::io::Error| {
-        format!(
-            "{}: writing {what}: {e}",
-            run_path_for_errors(&config.output.dir)
-        )
-    };
-    crate::fsutil::write_atomic(&run.file("config.toml"), config.to_toml().as_bytes())
-        .map_err(|e| io("config.toml", e))?;
+    let mut run = RunDir::create(&config.output.dir, &config.name)
+        .map_err(|e| format!("{}: cannot create the run folder: {e}", config.output.dir.display()))?;
+    let config_path = run.file("config.toml");
+    crate::fsutil::write_atomic(&config_path, config.to_toml().as_bytes())
+        .map_err(|e| format!("{}: {e}", config_path.display()))?;
     let mut summary = Summary {
         name: config.name.clone(),
         device: crate::device::describe(&device),
@@ -217,15 +203,12 @@ pub fn run(
         summary.name = format!("{} ({label})", config.name);
     }
     let result = run_phases(config, options, stop, emit, &device, &mut run, &mut summary);
-    summary
-        .timings
-        .insert("total".into(), t_total.elapsed().as_secs_f64());
+    summary.timings.insert("total".into(), t_total.elapsed().as_secs_f64());
     let finalise = |summary: &mut Summary, run: &RunDir| -> Result<(), String> {
         summary.files = list_files(&run.path);
         summary.files.push("report.md".into());
         summary.files.sort();
-        run.write_summary(summary)
-            .map_err(|e| format!("summary.json: {e}"))?;
+        run.write_summary(summary).map_err(|e| format!("summary.json: {e}"))?;
         crate::fsutil::write_atomic(&run.file("report.md"), report::markdown(summary).as_bytes())
             .map_err(|e| format!("report.md: {e}"))
     };
@@ -255,10 +238,6 @@ pub fn run(
     }
 }
 
-fn run_path_for_errors(out: &std::path::Path) -> String {
-    out.display().to_string()
-}
-
 fn list_files(dir: &std::path::Path) -> Vec<String> {
     std::fs::read_dir(dir)
         .map(|it| {
@@ -283,22 +262,17 @@ fn run_phases(
     // Phase 1: explore and decode once.
     let t = Instant::now();
     let ds = data::load(config).map_err(|e| e.to_string())?;
-    let decoded: DecodedSet =
-        data::cache::decode_dataset(&ds, config.image.resize, &|done, total| {
-            emit(Event::DatasetProgress { done, total })
-        })?;
+    let decoded: DecodedSet = data::cache::decode_dataset(&ds, config.image.resize, &|done, total| {
+        emit(Event::DatasetProgress { done, total })
+    })?;
     let class_names: Vec<String> = ds.classes.iter().map(|c| c.name.clone()).collect();
     summary.classes = class_names.clone();
     summary
         .dataset
         .insert("root".into(), ds.root.display().to_string().into());
     summary.dataset.insert("format".into(), ds.format.into());
-    summary
-        .dataset
-        .insert("train".into(), decoded.train.len().into());
-    summary
-        .dataset
-        .insert("test".into(), decoded.test.len().into());
+    summary.dataset.insert("train".into(), decoded.train.len().into());
+    summary.dataset.insert("test".into(), decoded.test.len().into());
     summary.dataset.insert(
         "skipped".into(),
         serde_json::json!(
@@ -314,9 +288,7 @@ fn run_phases(
         table: ds.class_table(),
         skipped: decoded.skipped.clone(),
     });
-    summary
-        .timings
-        .insert("explore".into(), t.elapsed().as_secs_f64());
+    summary.timings.insert("explore".into(), t.elapsed().as_secs_f64());
     run.write_summary(summary).map_err(|e| e.to_string())?;
 
     let (base, _) = load_base(config, device)?;
@@ -330,85 +302,74 @@ fn run_phases(
     let cmap = Colormap::by_name(&config.cam.colormap);
     let size = config.image.size;
 
-    let train_one = |phase: Phase,
-                     file: &str,
-                     run: &mut RunDir,
-                     summary: &mut Summary|
-     -> Result<(Trained, bool), String> {
-        let spec = phase_spec(config, phase)?;
-        let mut model = base.fresh_copy().map_err(|e| e.to_string())?;
-        model
-            .replace_head(class_names.len(), config.seed)
-            .map_err(|e| e.to_string())?;
-        let run_cell = RefCell::new(&mut *run);
-        let write_error = RefCell::new(None);
-        let on_event = |ev: Event| {
-            if let Event::EpochDone { phase, metrics, .. } = &ev {
-                if let Err(e) = run_cell.borrow_mut().append_metrics(phase.key(), metrics) {
-                    *write_error.borrow_mut() = Some(e.to_string());
-                }
-            }
-            emit(ev);
-        };
-        let outcome = train::train_phase(&mut model, &spec, &data, device, stop, &on_event)
-            .map_err(|e| e.to_string())?;
-        if let Some(e) = write_error.into_inner() {
-            return Err(format!("metrics.jsonl: {e}"));
-        }
-        let checkpoint = if outcome.epochs.is_empty() {
-            None
-        } else {
-            model::weights::save_checkpoint(&mut model, &class_names, &run.file(file))
+    let train_one =
+        |phase: Phase, file: &str, run: &mut RunDir, summary: &mut Summary| -> Result<(Trained, bool), String> {
+            let spec = phase_spec(config, phase)?;
+            let mut model = base.fresh_copy().map_err(|e| e.to_string())?;
+            model
+                .replace_head(class_names.len(), config.seed)
                 .map_err(|e| e.to_string())?;
-            Some(file)
+            let run_cell = RefCell::new(&mut *run);
+            let write_error = RefCell::new(None);
+            let on_event = |ev: Event| {
+                if let Event::EpochDone { phase, metrics, .. } = &ev {
+                    if let Err(e) = run_cell.borrow_mut().append_metrics(phase.key(), metrics) {
+                        *write_error.borrow_mut() = Some(e.to_string());
+                    }
+                }
+                emit(ev);
+            };
+            let outcome =
+                train::train_phase(&mut model, &spec, &data, device, stop, &on_event).map_err(|e| e.to_string())?;
+            if let Some(e) = write_error.into_inner() {
+                return Err(format!("metrics.jsonl: {e}"));
+            }
+            let checkpoint = if outcome.epochs.is_empty() {
+                None
+            } else {
+                model::weights::save_checkpoint(&mut model, &class_names, &run.file(file))
+                    .map_err(|e| e.to_string())?;
+                Some(file)
+            };
+            let ps = PhaseSummary::from_epochs(&outcome.epochs, outcome.stopped, checkpoint);
+            let mis: Vec<usize> = predicted(&outcome.test_probs)
+                .iter()
+                .zip(&decoded.test)
+                .enumerate()
+                .filter(|(_, (p, img))| **p != img.label)
+                .map(|(i, _)| i)
+                .collect();
+            summary.samples.misclassified.insert(phase.key().to_string(), mis);
+            if phase == Phase::FeatureExtraction {
+                summary.feature_extraction = ps
+            } else {
+                summary.fine_tuning = ps
+            }
+            summary.timings.insert(phase.key().into(), outcome.seconds);
+            emit(Event::PhaseDone {
+                phase,
+                seconds: outcome.seconds,
+            });
+            let epochs_of = |p: &Option<PhaseSummary>| p.as_ref().map(|p| p.epochs.clone()).unwrap_or_default();
+            let curves = report::curves::render(
+                &epochs_of(&summary.feature_extraction),
+                &epochs_of(&summary.fine_tuning),
+            );
+            run.write_png("curves.png", &curves)
+                .map_err(|e| format!("curves.png: {e}"))?;
+            run.write_summary(summary).map_err(|e| e.to_string())?;
+            Ok((
+                Trained {
+                    model,
+                    test_probs: outcome.test_probs,
+                },
+                outcome.stopped,
+            ))
         };
-        let ps = PhaseSummary::from_epochs(&outcome.epochs, outcome.stopped, checkpoint);
-        let mis: Vec<usize> = predicted(&outcome.test_probs)
-            .iter()
-            .zip(&decoded.test)
-            .enumerate()
-            .filter(|(_, (p, img))| **p != img.label)
-            .map(|(i, _)| i)
-            .collect();
-        summary
-            .samples
-            .misclassified
-            .insert(phase.key().to_string(), mis);
-        if phase == Phase::FeatureExtraction {
-            summary.feature_extraction = ps
-        } else {
-            summary.fine_tuning = ps
-        }
-        summary.timings.insert(phase.key().into(), outcome.seconds);
-        emit(Event::PhaseDone {
-            phase,
-            seconds: outcome.seconds,
-        });
-        let epochs_of = |p: &Option<PhaseSummary>| {
-            p.as_ref()
-                .map(|p| p.epochs.iter().map(row_to_metrics).collect::<Vec<_>>())
-                .unwrap_or_default()
-        };
-        let curves = report::curves::render(
-            &epochs_of(&summary.feature_extraction),
-            &epochs_of(&summary.fine_tuning),
-        );
-        run.write_png("curves.png", &curves)
-            .map_err(|e| format!("curves.png: {e}"))?;
-        run.write_summary(summary).map_err(|e| e.to_string())?;
-        Ok((
-            Trained {
-                model,
-                test_probs: outcome.test_probs,
-            },
-            outcome.stopped,
-        ))
-    };
 
     let mut fe: Option<Trained> = None;
     if options.phases.has(Phase::FeatureExtraction) {
-        let (trained, stopped) =
-            train_one(Phase::FeatureExtraction, "fe.safetensors", run, summary)?;
+        let (trained, stopped) = train_one(Phase::FeatureExtraction, "fe.safetensors", run, summary)?;
         if stopped {
             return Ok(true);
         }
@@ -416,17 +377,7 @@ fn run_phases(
     }
     // Phase 3 runs between the two trainings, as in the notebook.
     if let Some(fe) = fe.as_ref().filter(|_| options.phases.has(Phase::GradcamFe)) {
-        gradcam_fe(
-            config,
-            fe,
-            &decoded,
-            &class_names,
-            &cmap,
-            device,
-            run,
-            summary,
-            emit,
-        )?;
+        gradcam_fe(config, fe, &decoded, &class_names, &cmap, device, run, summary, emit)?;
     }
     let mut ft: Option<Trained> = None;
     if options.phases.has(Phase::FineTuning) {
@@ -452,7 +403,7 @@ fn run_phases(
         let mut columns: Vec<(&str, Vec<Vec<f32>>, &Trained)> = Vec::new();
         for (name, m) in [("FE", &fe), ("FT", &ft)] {
             if let Some(m) = m {
-                let t = cam_targets(config, &imgs, Some((&m.test_probs, &picks)));
+                let t = cam_targets(config, &imgs, &m.test_probs, &picks);
                 columns.push((
                     name,
                     cams_for(&m.model, &imgs, &t, config, device).map_err(|e| e.to_string())?,
@@ -471,11 +422,7 @@ fn run_phases(
                     let pred = predicted(std::slice::from_ref(p))[0];
                     cells.push((
                         cam::colormap::overlay(&crop, &cams[r], &cmap),
-                        format!(
-                            "{name}: {} {:.0}%",
-                            short(&class_names[pred]),
-                            p[pred] * 100.0
-                        ),
+                        format!("{name}: {} {:.0}%", short(&class_names[pred]), p[pred] * 100.0),
                     ));
                 }
                 SheetRow {
@@ -491,18 +438,9 @@ fn run_phases(
             path: run.file("gradcam_compare.png"),
         });
         if let Some(ft_model) = &ft {
-            score_focus(
-                config,
-                "fine_tuning",
-                &ft_model.model,
-                &decoded,
-                summary,
-                device,
-            )?;
+            score_focus(config, "fine_tuning", &ft_model.model, &decoded, summary, device)?;
         }
-        summary
-            .timings
-            .insert("compare".into(), t.elapsed().as_secs_f64());
+        summary.timings.insert("compare".into(), t.elapsed().as_secs_f64());
         emit(Event::PhaseDone {
             phase: Phase::Compare,
             seconds: t.elapsed().as_secs_f64(),
@@ -511,36 +449,19 @@ fn run_phases(
     Ok(false)
 }
 
-fn row_to_metrics(r: &report::EpochRow) -> train::metrics::EpochMetrics {
-    train::metrics::EpochMetrics {
-        epoch: r.epoch,
-        train_loss: r.train_loss,
-        train_acc: r.train_acc,
-        test_loss: r.test_loss,
-        test_acc: r.test_acc,
-        seconds: r.seconds,
-        images_per_second: 0.0,
-        per_class_acc: vec![],
-        confusion: vec![],
-    }
-}
-
 fn short(name: &str) -> String {
     name.chars().take(14).collect()
 }
 
 /// CAM targets: the true label, or the model's prediction when configured.
-fn cam_targets(
-    config: &Config,
-    imgs: &[&CachedImage],
-    preds: Option<(&Vec<Vec<f32>>, &Vec<usize>)>,
-) -> Vec<usize> {
-    match preds {
-        Some((probs, idx)) if config.cam.target == "predicted" => idx
+fn cam_targets(config: &Config, imgs: &[&CachedImage], probs: &[Vec<f32>], picks: &[usize]) -> Vec<usize> {
+    if config.cam.target == "predicted" {
+        picks
             .iter()
             .map(|&i| predicted(std::slice::from_ref(&probs[i]))[0])
-            .collect(),
-        _ => imgs.iter().map(|im| im.label).collect(),
+            .collect()
+    } else {
+        imgs.iter().map(|im| im.label).collect()
     }
 }
 
@@ -552,9 +473,7 @@ fn load_base(config: &Config, device: &Device) -> Result<(ResNet, Option<Vec<Str
             model::weights::random(arch, 1000, config.seed, device).map_err(|e| e.to_string())?,
             None,
         )),
-        model::WeightsChoice::File(p) => {
-            model::weights::load(&p, arch, device).map_err(|e| e.to_string())
-        }
+        model::WeightsChoice::File(p) => model::weights::load(&p, arch, device).map_err(|e| e.to_string()),
     }
 }
 
@@ -626,17 +545,8 @@ fn gradcam_fe(
         phase: Phase::GradcamFe,
         path: run.file("gradcam_fe.png"),
     });
-    score_focus(
-        config,
-        "feature_extraction",
-        &fe.model,
-        decoded,
-        summary,
-        device,
-    )?;
-    summary
-        .timings
-        .insert("gradcam_fe".into(), t.elapsed().as_secs_f64());
+    score_focus(config, "feature_extraction", &fe.model, decoded, summary, device)?;
+    summary.timings.insert("gradcam_fe".into(), t.elapsed().as_secs_f64());
     run.write_summary(summary).map_err(|e| e.to_string())?;
     emit(Event::PhaseDone {
         phase: Phase::GradcamFe,
@@ -665,9 +575,7 @@ fn score_focus(
     let scored: Vec<(usize, focus::Focus)> = imgs
         .iter()
         .zip(&cams)
-        .filter_map(|(img, cam)| {
-            display_mask(img, config.image.size).map(|m| (img.label, focus::focus(cam, &m)))
-        })
+        .filter_map(|(img, cam)| display_mask(img, config.image.size).map(|m| (img.label, focus::focus(cam, &m))))
         .collect();
     summary.focus.insert(
         key.to_string(),

@@ -18,8 +18,7 @@ fn setup() -> (
     let path = dir.path().join("w.safetensors");
     write_formula_weights(&path, None, None);
     let (m, _) = weights::load(&path, Arch::ResNet18, &Device::Cpu).unwrap();
-    let r =
-        candle_core::safetensors::load(fixture("cam_parity.safetensors"), &Device::Cpu).unwrap();
+    let r = candle_core::safetensors::load(fixture("cam_parity.safetensors"), &Device::Cpu).unwrap();
     let targets = r["cam_targets"]
         .to_vec1::<i64>()
         .unwrap()
@@ -30,12 +29,7 @@ fn setup() -> (
 }
 
 fn as_tensor(c: &cam::RawCams) -> Tensor {
-    Tensor::from_vec(
-        c.maps.concat(),
-        (c.maps.len(), c.height, c.width),
-        &Device::Cpu,
-    )
-    .unwrap()
+    Tensor::from_vec(c.maps.concat(), (c.maps.len(), c.height, c.width), &Device::Cpu).unwrap()
 }
 
 /// pytorch-grad-cam's final maps: min-max normalise, bilinear resize, min-max again.
@@ -72,9 +66,7 @@ fn gradient_methods_match_pytorch_grad_cam() {
             .maps
             .iter()
             .map(|m| {
-                let (lo, hi) = m
-                    .iter()
-                    .fold((f32::MAX, f32::MIN), |(l, h), v| (l.min(*v), h.max(*v)));
+                let (lo, hi) = m.iter().fold((f32::MAX, f32::MIN), |(l, h), v| (l.min(*v), h.max(*v)));
                 hi / (hi - lo).max(1e-12)
             })
             .fold(1f32, f32::max);
@@ -89,14 +81,7 @@ fn gradient_methods_match_pytorch_grad_cam() {
 #[test]
 fn eigencam_matches_up_to_the_sign_of_its_principal_direction() {
     let (m, r, targets) = setup();
-    let c = cam::compute(
-        &m,
-        &r["cam_input"],
-        Stage::Layer4,
-        &targets,
-        Method::EigenCam,
-    )
-    .unwrap();
+    let c = cam::compute(&m, &r["cam_input"], Stage::Layer4, &targets, Method::EigenCam).unwrap();
     let proj = r["eigencam.layer4.projection"].to_vec3::<f32>().unwrap();
     for (i, ours) in c.maps.iter().enumerate() {
         let theirs: Vec<f32> = proj[i].concat();
@@ -106,24 +91,14 @@ fn eigencam_matches_up_to_the_sign_of_its_principal_direction() {
                 .zip(&theirs)
                 .all(|(o, t)| (o - (sign * t).max(0.0)).abs() <= 1e-3 * scale)
         };
-        assert!(
-            matches(1.0) || matches(-1.0),
-            "image {i}: {ours:?} vs ±{theirs:?}"
-        );
+        assert!(matches(1.0) || matches(-1.0), "image {i}: {ours:?} vs ±{theirs:?}");
     }
 }
 
 #[test]
 fn layer4_gradcam_equals_the_notebook_and_cam_up_to_scale() {
     let (m, r, targets) = setup();
-    let c = cam::compute(
-        &m,
-        &r["cam_input"],
-        Stage::Layer4,
-        &targets,
-        Method::GradCam,
-    )
-    .unwrap();
+    let c = cam::compute(&m, &r["cam_input"], Stage::Layer4, &targets, Method::GradCam).unwrap();
     // The notebook divides by the max after upsampling.
     let ours: Vec<f32> = c
         .maps
@@ -147,12 +122,7 @@ fn layer4_gradcam_equals_the_notebook_and_cam_up_to_scale() {
         )
         .unwrap();
     for (i, t) in targets.iter().enumerate() {
-        let w =
-            m.fc.weight
-                .get(*t)
-                .unwrap()
-                .reshape((1, 512, 1, 1))
-                .unwrap();
+        let w = m.fc.weight.get(*t).unwrap().reshape((1, 512, 1, 1)).unwrap();
         let cam_map = acts
             .get(i)
             .unwrap()

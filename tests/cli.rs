@@ -108,14 +108,7 @@ fn synth_run_predict_end_to_end() {
         assert!(p["final_test_acc"].as_f64().is_some(), "{phase}");
         assert_eq!(p["per_class_acc"].as_array().unwrap().len(), 8);
         let e = &p["epochs"][0];
-        for k in [
-            "epoch",
-            "train_loss",
-            "train_acc",
-            "test_loss",
-            "test_acc",
-            "seconds",
-        ] {
+        for k in ["epoch", "train_loss", "train_acc", "test_loss", "test_acc", "seconds"] {
             assert!(e.get(k).is_some(), "{phase} epoch lacks {k}");
         }
     }
@@ -123,11 +116,7 @@ fn synth_run_predict_end_to_end() {
     for k in ["feature_extraction", "fine_tuning", "total"] {
         assert!(summary["timings"][k].as_f64().is_some(), "timings.{k}");
     }
-    assert!(
-        summary["focus"]["fine_tuning"]
-            .as_array()
-            .is_some_and(|a| a.len() == 8)
-    );
+    assert!(summary["focus"]["fine_tuning"].as_array().is_some_and(|a| a.len() == 8));
     assert_eq!(summary["finished"], true);
     // The resolved config reproduces the run.
     let resolved = std::fs::read_to_string(run.join("config.toml")).unwrap();
@@ -156,11 +145,7 @@ fn synth_run_predict_end_to_end() {
     assert_eq!(line["logits"].as_array().unwrap().len(), 8);
     let class = line["top"][0]["class"].as_str().unwrap();
     assert!(
-        summary["classes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|c| c == class),
+        summary["classes"].as_array().unwrap().iter().any(|c| c == class),
         "{class}"
     );
 }
@@ -180,11 +165,7 @@ fn errors_name_the_problem_and_exit_non_zero() {
     let o = flowercam(&["explore", "--data", "nowhere"], d);
     assert!(text(&o).contains("nowhere: no such folder"), "{}", text(&o));
     let o = flowercam(&["predict", "x.jpg", "--weights", "missing.pth"], d);
-    assert!(
-        text(&o).contains("missing.pth: no such file"),
-        "{}",
-        text(&o)
-    );
+    assert!(text(&o).contains("missing.pth: no such file"), "{}", text(&o));
     let o = flowercam(&["bench", "--device", "cuda"], d);
     assert!(!o.status.success());
     let o = flowercam(&["run", "--phases", "fe,lunch"], d);
@@ -201,10 +182,7 @@ fn auto_weights_come_from_the_hf_cache_or_a_download_with_progress() {
     common::write_formula_weights(&weights, None, None);
     let bytes = std::fs::read(&weights).unwrap();
     let server = common::TestServer::start(
-        vec![(
-            "timm/resnet18.tv_in1k/resolve/main/model.safetensors",
-            bytes,
-        )],
+        vec![("timm/resnet18.tv_in1k/resolve/main/model.safetensors", bytes)],
         None,
     );
     image::RgbImage::from_pixel(40, 30, image::Rgb([200, 30, 90]))
@@ -213,16 +191,8 @@ fn auto_weights_come_from_the_hf_cache_or_a_download_with_progress() {
     let home = d.join("home");
     let run = |extra: &[(&str, &std::path::Path)]| {
         let mut c = Command::new(env!("CARGO_BIN_EXE_flowercam"));
-        c.args([
-            "predict",
-            "x.png",
-            "--weights",
-            "auto",
-            "--json",
-            "--top",
-            "1",
-        ])
-        .current_dir(d);
+        c.args(["predict", "x.png", "--weights", "auto", "--json", "--top", "1"])
+            .current_dir(d);
         for v in ["XDG_CACHE_HOME", "TORCH_HOME", "HF_HOME", "HF_HUB_CACHE"] {
             c.env_remove(v);
         }
@@ -236,10 +206,7 @@ fn auto_weights_come_from_the_hf_cache_or_a_download_with_progress() {
     assert!(o.status.success(), "{}", text(&o));
     let line: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(line["logits"].as_array().unwrap().len(), 1000);
-    assert!(
-        home.join(".cache/flowercam/resnet18.tv_in1k.safetensors")
-            .is_file()
-    );
+    assert!(home.join(".cache/flowercam/resnet18.tv_in1k.safetensors").is_file());
     assert_eq!(server.requests.lock().unwrap().len(), 1);
     // The second run finds the cached file and downloads nothing.
     assert!(run(&[]).status.success());

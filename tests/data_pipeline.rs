@@ -41,33 +41,20 @@ fn synthetic_dataset_reads_back_through_the_official_reader() {
     assert_eq!(ds.format, "flowers102");
     let table = ds.class_table();
     assert_eq!(
-        table
-            .iter()
-            .map(|r| (r.train, r.test, r.masks))
-            .collect::<Vec<_>>(),
+        table.iter().map(|r| (r.train, r.test, r.masks)).collect::<Vec<_>>(),
         vec![(4, 4, 8); 3]
     );
     assert_eq!(table[1].label, Some(9));
     // Selecting a subset, in another order, relabels by position.
-    let ds2 = data::load(&config_for(
-        dir.path(),
-        &["purple coneflower", "pink primrose"],
-    ))
-    .unwrap();
+    let ds2 = data::load(&config_for(dir.path(), &["purple coneflower", "pink primrose"])).unwrap();
     assert_eq!(ds2.classes[0].name, "purple coneflower");
     assert_eq!(ds2.train.len(), 8);
     let text = ds.class_table_text();
-    assert!(
-        text.contains("globe thistle") && text.contains("total"),
-        "{text}"
-    );
+    assert!(text.contains("globe thistle") && text.contains("total"), "{text}");
 
     // Decoding keeps every image and its mask, resized to the short side.
     let set = data::cache::decode_dataset(&ds, 40, &|_, _| {}).unwrap();
-    assert_eq!(
-        (set.train.len(), set.test.len(), set.skipped.len()),
-        (12, 12, 0)
-    );
+    assert_eq!((set.train.len(), set.test.len(), set.skipped.len()), (12, 12, 0));
     for img in set.train.iter().chain(&set.test) {
         assert_eq!(img.rgb.width().min(img.rgb.height()), 40);
         let mask = img.mask.as_ref().expect("synthetic images have masks");
@@ -169,10 +156,7 @@ fn download_resumes_after_a_broken_connection() {
     let log = server.requests.lock().unwrap().clone();
     assert_eq!(
         log,
-        vec![
-            "/big.bin None".to_string(),
-            "/big.bin Some(50000)".to_string()
-        ]
+        vec!["/big.bin None".to_string(), "/big.bin Some(50000)".to_string()]
     );
 }
 
@@ -189,10 +173,7 @@ fn bad_checksum_deletes_the_file_and_says_so() {
     )
     .unwrap_err()
     .to_string();
-    assert!(
-        e.contains("checksum mismatch") && e.contains("deleted"),
-        "{e}"
-    );
+    assert!(e.contains("checksum mismatch") && e.contains("deleted"), "{e}");
     assert!(!dest.exists());
     assert_eq!(
         std::fs::read_dir(dir.path()).unwrap().count(),
@@ -256,9 +237,5 @@ fn fetch_places_a_whole_dataset_and_skips_verified_files() {
             .all(|o| matches!(o, data::fetch::FetchOutcome::AlreadyThere(_))),
         "{again:?}"
     );
-    assert_eq!(
-        server.requests.lock().unwrap().len(),
-        3,
-        "nothing downloaded twice"
-    );
+    assert_eq!(server.requests.lock().unwrap().len(), 3, "nothing downloaded twice");
 }

@@ -68,18 +68,8 @@ fn train_mode_batchnorm_matches_pytorch() {
     assert!(err < 1e-4, "train-mode logits: relative error {err}");
     let bn = m.batchnorms();
     let find = |k: &str| bn.iter().find(|(p, _)| p == k).unwrap().1;
-    assert!(
-        rel_err(
-            find("bn1").running_mean.as_tensor(),
-            &r["bn1.running_mean_after"]
-        ) < 1e-4
-    );
-    assert!(
-        rel_err(
-            find("bn1").running_var.as_tensor(),
-            &r["bn1.running_var_after"]
-        ) < 1e-4
-    );
+    assert!(rel_err(find("bn1").running_mean.as_tensor(), &r["bn1.running_mean_after"]) < 1e-4);
+    assert!(rel_err(find("bn1").running_var.as_tensor(), &r["bn1.running_var_after"]) < 1e-4);
     assert!(
         rel_err(
             find("layer4.1.bn2").running_var.as_tensor(),
@@ -92,12 +82,7 @@ fn train_mode_batchnorm_matches_pytorch() {
 fn pth_from_current_torch_loads_like_safetensors() {
     let (pth, _) = weights::read_tensors(&fixture("small_state.pth")).unwrap();
     let (st, _) = weights::read_tensors(&fixture("small_state.safetensors")).unwrap();
-    assert_eq!(
-        pth.len(),
-        3,
-        "num_batches_tracked is ignored: {:?}",
-        pth.keys()
-    );
+    assert_eq!(pth.len(), 3, "num_batches_tracked is ignored: {:?}", pth.keys());
     for (k, t) in &st {
         let p = &pth[k];
         assert_eq!(p.dims(), t.dims(), "{k}");
@@ -123,28 +108,19 @@ fn missing_key_and_wrong_shape_are_named() {
     );
 
     let path = dir.path().join("shape.safetensors");
-    write_formula_weights(
-        &path,
-        None,
-        Some(("layer2.0.conv1.weight", vec![128, 64, 5, 5])),
-    );
+    write_formula_weights(&path, None, Some(("layer2.0.conv1.weight", vec![128, 64, 5, 5])));
     let e = weights::load(&path, Arch::ResNet18, &Device::Cpu)
         .unwrap_err()
         .to_string();
     assert!(
-        e.contains("layer2.0.conv1.weight")
-            && e.contains("[128, 64, 5, 5]")
-            && e.contains("[128, 64, 3, 3]"),
+        e.contains("layer2.0.conv1.weight") && e.contains("[128, 64, 5, 5]") && e.contains("[128, 64, 3, 3]"),
         "{e}"
     );
 
     let e = weights::load(&fixture("small_state.pth"), Arch::ResNet18, &Device::Cpu)
         .unwrap_err()
         .to_string();
-    assert!(
-        e.contains("small_state.pth") && e.contains("conv1.weight"),
-        "{e}"
-    );
+    assert!(e.contains("small_state.pth") && e.contains("conv1.weight"), "{e}");
 }
 
 #[test]
@@ -158,10 +134,7 @@ fn checkpoints_round_trip_with_class_names() {
     let (back, names) = weights::load(&path, Arch::ResNet18, &Device::Cpu).unwrap();
     assert_eq!(names, Some(classes));
     let x = Tensor::ones((1, 3, 32, 32), candle_core::DType::F32, &Device::Cpu).unwrap();
-    assert_eq!(
-        rel_err(&back.forward(&x).unwrap(), &m.forward(&x).unwrap()),
-        0.0
-    );
+    assert_eq!(rel_err(&back.forward(&x).unwrap(), &m.forward(&x).unwrap()), 0.0);
 }
 
 #[test]
@@ -182,10 +155,7 @@ fn random_init_follows_torchvision() {
     let w = get("layer1.0.conv1.weight");
     let std = (w.iter().map(|v| v * v).sum::<f32>() / w.len() as f32).sqrt();
     let want = (2.0f32 / (64.0 * 9.0)).sqrt();
-    assert!(
-        (std - want).abs() / want < 0.05,
-        "kaiming std {std} vs {want}"
-    );
+    assert!((std - want).abs() / want < 0.05, "kaiming std {std} vs {want}");
     assert!(get("bn1.weight").iter().all(|v| *v == 1.0));
     assert!(get("bn1.running_var").iter().all(|v| *v == 1.0));
     let bound = 1.0 / 512f32.sqrt();

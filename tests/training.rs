@@ -25,6 +25,15 @@ fn dataset(per_class: usize, size: u32) -> DecodedSet {
     data::cache::decode_dataset(&ds, 56, &|_, _| {}).unwrap()
 }
 
+fn phase_data<'a>(set: &'a DecodedSet, aug: &'a Augmenter) -> PhaseData<'a> {
+    PhaseData {
+        train: &set.train,
+        test: &set.test,
+        augmenter: aug,
+        num_classes: 3,
+    }
+}
+
 fn augmenter() -> Augmenter {
     let c = Config::defaults();
     Augmenter::new(
@@ -66,29 +75,12 @@ fn snapshot(m: &mut ResNet) -> Vec<(String, Vec<f32>)> {
 fn fine_tuning_learns_and_frozen_stages_stay_bit_identical() {
     let set = dataset(16, 64);
     let aug = augmenter();
-    let data = PhaseData {
-        train: &set.train,
-        test: &set.test,
-        augmenter: &aug,
-        num_classes: 3,
-    };
+    let data = phase_data(&set, &aug);
     assert_eq!((set.train.len(), set.test.len()), (24, 24));
     let mut model = fresh(3);
     let before = snapshot(&mut model);
-    let s = spec(
-        Phase::FineTuning,
-        vec![(Stage::Layer4, 1e-3), (Stage::Head, 1e-3)],
-        8,
-    );
-    let out = train::train_phase(
-        &mut model,
-        &s,
-        &data,
-        &Device::Cpu,
-        &StopToken::new(),
-        &|_| {},
-    )
-    .unwrap();
+    let s = spec(Phase::FineTuning, vec![(Stage::Layer4, 1e-3), (Stage::Head, 1e-3)], 8);
+    let out = train::train_phase(&mut model, &s, &data, &Device::Cpu, &StopToken::new(), &|_| {}).unwrap();
     let acc = out.epochs.last().unwrap().test_acc;
     // 24 test images, 3 classes: guessing gets 8 right on average, and 17 or
     // more right with probability about 1e-4. 17/24 = 70.8%.
@@ -125,20 +117,11 @@ fn fine_tuning_learns_and_frozen_stages_stay_bit_identical() {
 fn cached_prefix_evaluation_equals_full_recomputation() {
     let set = dataset(8, 48);
     let aug = augmenter();
-    let data = PhaseData {
-        train: &set.train,
-        test: &set.test,
-        augmenter: &aug,
-        num_classes: 3,
-    };
+    let data = phase_data(&set, &aug);
     let mut model = fresh(3);
     train::train_phase(
         &mut model,
-        &spec(
-            Phase::FineTuning,
-            vec![(Stage::Layer4, 1e-3), (Stage::Head, 1e-3)],
-            1,
-        ),
+        &spec(Phase::FineTuning, vec![(Stage::Layer4, 1e-3), (Stage::Head, 1e-3)], 1),
         &data,
         &Device::Cpu,
         &StopToken::new(),
@@ -168,12 +151,7 @@ fn cached_prefix_evaluation_equals_full_recomputation() {
 fn same_seed_same_numbers() {
     let set = dataset(8, 48);
     let aug = augmenter();
-    let data = PhaseData {
-        train: &set.train,
-        test: &set.test,
-        augmenter: &aug,
-        num_classes: 3,
-    };
+    let data = phase_data(&set, &aug);
     let run = || {
         let mut model = fresh(3);
         train::train_phase(
@@ -201,12 +179,7 @@ fn same_seed_same_numbers() {
 fn nan_loss_fails_the_phase_with_a_message() {
     let set = dataset(8, 48);
     let aug = augmenter();
-    let data = PhaseData {
-        train: &set.train,
-        test: &set.test,
-        augmenter: &aug,
-        num_classes: 3,
-    };
+    let data = phase_data(&set, &aug);
     let mut model = fresh(3);
     model.fc.weight = (model.fc.weight.clone() * f64::NAN).unwrap();
     let err = train::train_phase(
@@ -218,17 +191,7 @@ fn nan_loss_fails_the_phase_with_a_message() {
         &|_| {},
     )
     .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            TrainError::NonFinite {
-                epoch: 1,
-                batch: 1,
-                ..
-            }
-        ),
-        "{err}"
-    );
+    assert!(matches!(err, TrainError::NonFinite { epoch: 1, batch: 1, .. }), "{err}");
     assert!(err.to_string().contains("NaN"), "{err}");
 }
 
@@ -236,12 +199,7 @@ fn nan_loss_fails_the_phase_with_a_message() {
 fn stop_is_honoured_within_one_batch() {
     let set = dataset(8, 48);
     let aug = augmenter();
-    let data = PhaseData {
-        train: &set.train,
-        test: &set.test,
-        augmenter: &aug,
-        num_classes: 3,
-    };
+    let data = phase_data(&set, &aug);
     let mut model = fresh(3);
     let stop = StopToken::new();
     let batches = Mutex::new(0);
@@ -315,24 +273,13 @@ fn a_stopped_workflow_keeps_what_finished() {
             .unwrap()
             .contains("stopped early")
     );
-    assert!(
-        events
-            .lock()
-            .unwrap()
-            .last()
-            .unwrap()
-            .starts_with("Stopped")
-    );
+    assert!(events.lock().unwrap().last().unwrap().starts_with("Stopped"));
 }
 
 #[test]
 fn resnet34_has_the_torchvision_structure() {
     let m = weights::random(Arch::ResNet34, 5, 0, &Device::Cpu).unwrap();
-    assert_eq!(
-        m.layers.iter().map(|l| l.len()).collect::<Vec<_>>(),
-        vec![3, 4, 6, 3]
-    );
-    let x =
-        candle_core::Tensor::zeros((1, 3, 64, 64), candle_core::DType::F32, &Device::Cpu).unwrap();
+    assert_eq!(m.layers.iter().map(|l| l.len()).collect::<Vec<_>>(), vec![3, 4, 6, 3]);
+    let x = candle_core::Tensor::zeros((1, 3, 64, 64), candle_core::DType::F32, &Device::Cpu).unwrap();
     assert_eq!(m.forward(&x).unwrap().dims(), &[1, 5]);
 }

@@ -5,13 +5,7 @@ use image::{Rgb, RgbImage};
 
 /// matplotlib's `jet` segment data: (x, y) breakpoints per channel.
 const JET: [&[(f32, f32)]; 3] = [
-    &[
-        (0.0, 0.0),
-        (0.35, 0.0),
-        (0.66, 1.0),
-        (0.89, 1.0),
-        (1.0, 0.5),
-    ],
+    &[(0.0, 0.0), (0.35, 0.0), (0.66, 1.0), (0.89, 1.0), (1.0, 0.5)],
     &[
         (0.0, 0.0),
         (0.125, 0.0),
@@ -20,13 +14,7 @@ const JET: [&[(f32, f32)]; 3] = [
         (0.91, 0.0),
         (1.0, 0.0),
     ],
-    &[
-        (0.0, 0.5),
-        (0.11, 1.0),
-        (0.34, 1.0),
-        (0.65, 0.0),
-        (1.0, 0.0),
-    ],
+    &[(0.0, 0.5), (0.11, 1.0), (0.34, 1.0), (0.65, 0.0), (1.0, 0.0)],
 ];
 
 fn piecewise(points: &[(f32, f32)], x: f32) -> f32 {
@@ -54,20 +42,14 @@ impl Colormap {
     pub fn jet() -> Colormap {
         let lut = (0..256).map(|i| {
             let x = i as f32 / 255.0;
-            [
-                piecewise(JET[0], x),
-                piecewise(JET[1], x),
-                piecewise(JET[2], x),
-            ]
+            [piecewise(JET[0], x), piecewise(JET[1], x), piecewise(JET[2], x)]
         });
         Colormap { lut: lut.collect() }
     }
 
     /// Google's `turbo` (matplotlib ships it), from its published polynomial fit.
     pub fn turbo() -> Colormap {
-        let poly = |x: f32, c: [f32; 6]| {
-            c[0] + x * (c[1] + x * (c[2] + x * (c[3] + x * (c[4] + x * c[5]))))
-        };
+        let poly = |x: f32, c: [f32; 6]| c[0] + x * (c[1] + x * (c[2] + x * (c[3] + x * (c[4] + x * c[5]))));
         let lut = (0..256).map(|i| {
             let x = i as f32 / 255.0;
             [
@@ -97,14 +79,7 @@ impl Colormap {
                 .clamp(0.0, 1.0),
                 poly(
                     x,
-                    [
-                        0.106_673_3,
-                        12.641_946,
-                        -60.582_05,
-                        110.362_77,
-                        -89.903_11,
-                        27.348_25,
-                    ],
+                    [0.106_673_3, 12.641_946, -60.582_05, 110.362_77, -89.903_11, 27.348_25],
                 )
                 .clamp(0.0, 1.0),
             ]
@@ -135,9 +110,7 @@ pub fn overlay(image: &RgbImage, cam: &[f32], cmap: &Colormap) -> RgbImage {
     RgbImage::from_fn(w, image.height(), |x, y| {
         let p = image.get_pixel(x, y).0;
         let c = cmap.rgb(cam[(y * w + x) as usize]);
-        let mix = |i: usize| {
-            ((0.5 * p[i] as f32 / 255.0 + 0.5 * c[i]).clamp(0.0, 1.0) * 255.0).round() as u8
-        };
+        let mix = |i: usize| ((0.5 * p[i] as f32 / 255.0 + 0.5 * c[i]).clamp(0.0, 1.0) * 255.0).round() as u8;
         Rgb([mix(0), mix(1), mix(2)])
     })
 }
@@ -153,16 +126,8 @@ mod tests {
         let close = |a: [f32; 3], b: [f32; 3]| a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-3);
         assert!(close(j.rgb(0.0), [0.0, 0.0, 0.5]));
         assert!(close(j.rgb(1.0), [0.5, 0.0, 0.0]));
-        assert!(
-            close(j.rgb(0.5), [0.490_196, 1.0, 0.477_546]),
-            "{:?}",
-            j.rgb(0.5)
-        );
-        assert!(
-            close(j.rgb(0.25), [0.0, 0.503_922, 1.0]),
-            "{:?}",
-            j.rgb(0.25)
-        );
+        assert!(close(j.rgb(0.5), [0.490_196, 1.0, 0.477_546]), "{:?}", j.rgb(0.5));
+        assert!(close(j.rgb(0.25), [0.0, 0.503_922, 1.0]), "{:?}", j.rgb(0.25));
     }
 
     #[test]

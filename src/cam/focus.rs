@@ -51,11 +51,7 @@ pub fn by_class(classes: &[String], scored: &[(usize, Focus)], threshold: f64) -
         .iter()
         .enumerate()
         .filter_map(|(i, name)| {
-            let f: Vec<&Focus> = scored
-                .iter()
-                .filter(|(c, _)| *c == i)
-                .map(|(_, f)| f)
-                .collect();
+            let f: Vec<&Focus> = scored.iter().filter(|(c, _)| *c == i).map(|(_, f)| f).collect();
             if f.is_empty() {
                 return None;
             }
@@ -95,13 +91,7 @@ mod tests {
         let summary = by_class(
             &classes,
             &[
-                (
-                    0,
-                    Focus {
-                        energy: 0.9,
-                        hit: true,
-                    },
-                ),
+                (0, Focus { energy: 0.9, hit: true }),
                 (
                     1,
                     Focus {
@@ -109,13 +99,7 @@ mod tests {
                         hit: false,
                     },
                 ),
-                (
-                    1,
-                    Focus {
-                        energy: 0.4,
-                        hit: true,
-                    },
-                ),
+                (1, Focus { energy: 0.4, hit: true }),
             ],
             0.5,
         );

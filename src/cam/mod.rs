@@ -61,12 +61,7 @@ impl Method {
 }
 
 /// Grad-CAM of `layer` for each image of the batch `x` and its target class.
-pub fn gradcam(
-    model: &ResNet,
-    x: &Tensor,
-    layer: Stage,
-    targets: &[usize],
-) -> candle_core::Result<RawCams> {
+pub fn gradcam(model: &ResNet, x: &Tensor, layer: Stage, targets: &[usize]) -> candle_core::Result<RawCams> {
     compute(model, x, layer, targets, Method::GradCam)
 }
 
@@ -81,18 +76,13 @@ fn activations_and_gradients(
     if layer == Stage::Head {
         candle_core::bail!("a CAM needs a convolutional stage, not {}", layer.name());
     }
-    let acts = model
-        .forward_range(x, Stage::Stem, layer, BnTrain::EVAL)?
-        .detach();
+    let acts = model.forward_range(x, Stage::Stem, layer, BnTrain::EVAL)?.detach();
     let tap = Var::from_tensor(&acts)?;
     let next = Stage::ALL[layer as usize + 1];
     let logits = model.forward_range(tap.as_tensor(), next, Stage::Head, BnTrain::EVAL)?;
     let (n, classes) = logits.dims2()?;
     if targets.len() != n || targets.iter().any(|t| *t >= classes) {
-        candle_core::bail!(
-            "CAM: {} targets for {n} images with {classes} classes",
-            targets.len()
-        );
+        candle_core::bail!("CAM: {} targets for {n} images with {classes} classes", targets.len());
     }
     let mut onehot = vec![0f32; n * classes];
     for (i, t) in targets.iter().enumerate() {
@@ -166,17 +156,13 @@ pub fn compute(
 /// so the highlighted region is the active one.
 fn eigen_cams(acts: &Tensor) -> candle_core::Result<RawCams> {
     let (_, c, h, w) = acts.dims4()?;
-    let all = acts
-        .to_device(&Device::Cpu)?
-        .flatten_from(1)?
-        .to_vec2::<f32>()?;
+    let all = acts.to_device(&Device::Cpu)?.flatten_from(1)?.to_vec2::<f32>()?;
     let maps = all
         .iter()
         .map(|flat| {
             let p = h * w;
             // flat is channel-major: flat[ch * p + pos].
-            let mut m =
-                nalgebra::DMatrix::<f64>::from_fn(p, c, |pos, ch| flat[ch * p + pos] as f64);
+            let mut m = nalgebra::DMatrix::<f64>::from_fn(p, c, |pos, ch| flat[ch * p + pos] as f64);
             let strength: Vec<f64> = (0..p).map(|pos| m.row(pos).sum()).collect();
             for ch in 0..c {
                 let mean = m.column(ch).mean();
@@ -184,29 +170,16 @@ fn eigen_cams(acts: &Tensor) -> candle_core::Result<RawCams> {
             }
             let svd = m.clone().svd(false, true);
             let vt = svd.v_t.expect("asked for V^T");
-            let (best, _) =
-                svd.singular_values
-                    .iter()
-                    .enumerate()
-                    .fold(
-                        (0, f64::MIN),
-                        |b, (i, s)| if *s > b.1 { (i, *s) } else { b },
-                    );
+            let (best, _) = svd
+                .singular_values
+                .iter()
+                .enumerate()
+                .fold((0, f64::MIN), |b, (i, s)| if *s > b.1 { (i, *s) } else { b });
             let mut proj: Vec<f64> = (0..p)
-                .map(|pos| {
-                    m.row(pos)
-                        .iter()
-                        .zip(vt.row(best).iter())
-                        .map(|(a, b)| a * b)
-                        .sum()
-                })
+                .map(|pos| m.row(pos).iter().zip(vt.row(best).iter()).map(|(a, b)| a * b).sum())
                 .collect();
             let mean_strength = strength.iter().sum::<f64>() / p as f64;
-            let agreement: f64 = proj
-                .iter()
-                .zip(&strength)
-                .map(|(a, s)| a * (s - mean_strength))
-                .sum();
+            let agreement: f64 = proj.iter().zip(&strength).map(|(a, s)| a * (s - mean_strength)).sum();
             if agreement < 0.0 {
                 proj.iter_mut().for_each(|v| *v = -*v);
             }
@@ -224,8 +197,7 @@ fn eigen_cams(acts: &Tensor) -> candle_core::Result<RawCams> {
 pub fn normalise_min_max(map: &mut [f32]) {
     let min = map.iter().cloned().fold(f32::INFINITY, f32::min);
     let shifted_max = map.iter().map(|v| v - min).fold(0f32, f32::max);
-    map.iter_mut()
-        .for_each(|v| *v = (*v - min) / (1e-7 + shifted_max));
+    map.iter_mut().for_each(|v| *v = (*v - min) / (1e-7 + shifted_max));
 }
 
 /// Bilinear resize of a map, as PyTorch's `interpolate(align_corners=False)`.

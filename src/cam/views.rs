@@ -61,25 +61,13 @@ pub fn layer4_activations(model: &ResNet, x: &Tensor, cell: u32) -> candle_core:
     let (_, h, w) = acts.dims3()?;
     let maps = acts.flatten_from(1)?.to_vec2::<f32>()?;
     let gap = 2u32;
-    let mut img = RgbImage::from_pixel(
-        8 * (cell + gap) + gap,
-        2 * (cell + gap) + gap,
-        Rgb([255, 255, 255]),
-    );
+    let mut img = RgbImage::from_pixel(8 * (cell + gap) + gap, 2 * (cell + gap) + gap, Rgb([255, 255, 255]));
     for (c, m) in maps.iter().enumerate().take(16) {
-        let (lo, hi) = m
-            .iter()
-            .fold((f32::MAX, f32::MIN), |(l, h), v| (l.min(*v), h.max(*v)));
-        let (ox, oy) = (
-            gap + (c as u32 % 8) * (cell + gap),
-            gap + (c as u32 / 8) * (cell + gap),
-        );
+        let (lo, hi) = m.iter().fold((f32::MAX, f32::MIN), |(l, h), v| (l.min(*v), h.max(*v)));
+        let (ox, oy) = (gap + (c as u32 % 8) * (cell + gap), gap + (c as u32 / 8) * (cell + gap));
         for y in 0..cell {
             for x in 0..cell {
-                let (sy, sx) = (
-                    (y as usize * h) / cell as usize,
-                    (x as usize * w) / cell as usize,
-                );
+                let (sy, sx) = ((y as usize * h) / cell as usize, (x as usize * w) / cell as usize);
                 let v = (m[sy * w + sx] - lo) / (hi - lo + 1e-8);
                 img.put_pixel(ox + x, oy + y, viridis(v));
             }
@@ -94,8 +82,7 @@ mod tests {
 
     #[test]
     fn grids_have_the_notebook_layout() {
-        let m = crate::model::weights::random(crate::model::Arch::ResNet18, 3, 0, &Device::Cpu)
-            .unwrap();
+        let m = crate::model::weights::random(crate::model::Arch::ResNet18, 3, 0, &Device::Cpu).unwrap();
         let f = conv1_filters(&m, 3).unwrap();
         assert_eq!((f.width(), f.height()), (16 * 23 + 2, 4 * 23 + 2));
         let x = Tensor::ones((1, 3, 64, 64), candle_core::DType::F32, &Device::Cpu).unwrap();

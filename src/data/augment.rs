@@ -57,15 +57,9 @@ pub fn random_resized_crop_box(
     }
     let in_ratio = width as f64 / height as f64;
     let (w, h) = if in_ratio < ratio[0] {
-        (
-            width,
-            ((width as f64 / ratio[0]).round() as u32).min(height),
-        )
+        (width, ((width as f64 / ratio[0]).round() as u32).min(height))
     } else if in_ratio > ratio[1] {
-        (
-            ((height as f64 * ratio[1]).round() as u32).min(width),
-            height,
-        )
+        (((height as f64 * ratio[1]).round() as u32).min(width), height)
     } else {
         (width, height)
     };
@@ -133,13 +127,7 @@ impl Augmenter {
     /// The train transform with the given RNG, into `out` (CHW).
     pub fn train_into(&self, img: &RgbImage, rng: &mut impl Rng, out: &mut [f32]) {
         let s = self.size;
-        let b = random_resized_crop_box(
-            img.width(),
-            img.height(),
-            self.aug.scale,
-            self.aug.ratio,
-            rng,
-        );
+        let b = random_resized_crop_box(img.width(), img.height(), self.aug.scale, self.aug.ratio, rng);
         let crop = (b.left as f64, b.top as f64, b.width as f64, b.height as f64);
         let mut resized = resize_rgb(img, Some(crop), s, s);
         if rng.random_bool(self.aug.flip) {
@@ -176,19 +164,13 @@ impl Augmenter {
                 0 => px.iter_mut().for_each(|v| *v = (*v * k).clamp(0.0, 255.0)),
                 1 => {
                     let n = (px.len() / 3) as f32;
-                    let mean = px
-                        .chunks_exact(3)
-                        .map(|p| luma(p[0], p[1], p[2]))
-                        .sum::<f32>()
-                        / n;
+                    let mean = px.chunks_exact(3).map(|p| luma(p[0], p[1], p[2])).sum::<f32>() / n;
                     let add = mean * (1.0 - k);
-                    px.iter_mut()
-                        .for_each(|v| *v = (*v * k + add).clamp(0.0, 255.0));
+                    px.iter_mut().for_each(|v| *v = (*v * k + add).clamp(0.0, 255.0));
                 }
                 _ => px.chunks_exact_mut(3).for_each(|p| {
                     let add = luma(p[0], p[1], p[2]) * (1.0 - k);
-                    p.iter_mut()
-                        .for_each(|v| *v = (*v * k + add).clamp(0.0, 255.0));
+                    p.iter_mut().for_each(|v| *v = (*v * k + add).clamp(0.0, 255.0));
                 }),
             }
         }
@@ -199,10 +181,7 @@ impl Augmenter {
         let plane = (self.size as usize).pow(2);
         for c in 0..3 {
             let (scale, shift) = (1.0 / (255.0 * self.std[c]), self.mean[c] / self.std[c]);
-            for (o, p) in out[c * plane..(c + 1) * plane]
-                .iter_mut()
-                .zip(hwc.chunks_exact(3))
-            {
+            for (o, p) in out[c * plane..(c + 1) * plane].iter_mut().zip(hwc.chunks_exact(3)) {
                 *o = p[c] * scale - shift;
             }
         }
@@ -251,9 +230,7 @@ mod tests {
 
     fn noise(w: u32, h: u32, seed: u64) -> RgbImage {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        RgbImage::from_fn(w, h, |_, _| {
-            image::Rgb([rng.random(), rng.random(), rng.random()])
-        })
+        RgbImage::from_fn(w, h, |_, _| image::Rgb([rng.random(), rng.random(), rng.random()]))
     }
 
     #[test]
@@ -270,10 +247,7 @@ mod tests {
                     (0.79..=1.0).contains(&area) || (w, h) == (300, 1000),
                     "area {area} for {w}x{h}"
                 );
-                assert!(
-                    (0.74..=1.35).contains(&aspect),
-                    "aspect {aspect} for {w}x{h}"
-                );
+                assert!((0.74..=1.35).contains(&aspect), "aspect {aspect} for {w}x{h}");
             }
         }
     }
@@ -326,9 +300,7 @@ mod tests {
             },
             &c.augment,
         );
-        let img = RgbImage::from_fn(6, 5, |x, y| {
-            image::Rgb([(x * 40) as u8, (y * 50) as u8, 255])
-        });
+        let img = RgbImage::from_fn(6, 5, |x, y| image::Rgb([(x * 40) as u8, (y * 50) as u8, 255]));
         let mut out = vec![0f32; aug.image_len()];
         aug.test_into(&img, &mut out);
         // Crop starts at (1, 0) (round(0.5) = 0 for rows, 1 for columns).

@@ -6,9 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use fast_image_resize::{
-    FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer, images::Image, images::ImageRef,
-};
+use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer, images::Image, images::ImageRef};
 use image::{GrayImage, RgbImage};
 use rayon::prelude::*;
 
@@ -36,12 +34,7 @@ pub struct DecodedSet {
 
 /// Resize an RGB image (or a `crop` of it: left, top, width, height) to
 /// `width`×`height` with antialiased bilinear filtering.
-pub fn resize_rgb(
-    src: &RgbImage,
-    crop: Option<(f64, f64, f64, f64)>,
-    width: u32,
-    height: u32,
-) -> RgbImage {
+pub fn resize_rgb(src: &RgbImage, crop: Option<(f64, f64, f64, f64)>, width: u32, height: u32) -> RgbImage {
     resize_raw(
         src.as_raw(),
         src.width(),
@@ -56,12 +49,7 @@ pub fn resize_rgb(
 }
 
 /// Grayscale counterpart of [`resize_rgb`], for masks.
-pub fn resize_gray(
-    src: &GrayImage,
-    crop: Option<(f64, f64, f64, f64)>,
-    width: u32,
-    height: u32,
-) -> GrayImage {
+pub fn resize_gray(src: &GrayImage, crop: Option<(f64, f64, f64, f64)>, width: u32, height: u32) -> GrayImage {
     resize_raw(
         src.as_raw(),
         src.width(),
@@ -132,11 +120,7 @@ pub fn decode_mask(path: &Path, width: u32, height: u32) -> Result<GrayImage, St
         .map_err(|e| format!("cannot decode: {e}"))?
         .to_rgb8();
     let flower = GrayImage::from_fn(seg.width(), seg.height(), |x, y| {
-        image::Luma([if is_background(seg.get_pixel(x, y).0) {
-            0
-        } else {
-            255
-        }])
+        image::Luma([if is_background(seg.get_pixel(x, y).0) { 0 } else { 255 }])
     });
     let mut small = resize_gray(&flower, None, width, height);
     for p in small.pixels_mut() {
@@ -230,9 +214,7 @@ mod tests {
     fn corrupt_and_missing_images_are_skipped_and_listed() {
         let dir = tempfile::tempdir().unwrap();
         let good = dir.path().join("good.png");
-        RgbImage::from_pixel(40, 30, image::Rgb([1, 2, 3]))
-            .save(&good)
-            .unwrap();
+        RgbImage::from_pixel(40, 30, image::Rgb([1, 2, 3])).save(&good).unwrap();
         let bad = dir.path().join("bad.jpg");
         std::fs::write(&bad, b"\xff\xd8\xff\xe0 not really a jpeg").unwrap();
         let truncated = dir.path().join("trunc.png");
@@ -250,11 +232,7 @@ mod tests {
                 name: "a".into(),
                 source_label: None,
             }],
-            train: vec![
-                s(&good, 0),
-                s(&bad, 0),
-                s(&dir.path().join("missing.jpg"), 0),
-            ],
+            train: vec![s(&good, 0), s(&bad, 0), s(&dir.path().join("missing.jpg"), 0)],
             test: vec![s(&good, 0), s(&truncated, 0)],
         };
         let calls = AtomicUsize::new(0);
@@ -264,24 +242,14 @@ mod tests {
         })
         .unwrap();
         assert_eq!(calls.into_inner(), 5);
-        assert_eq!(
-            (set.train.len(), set.test.len(), set.skipped.len()),
-            (1, 1, 3)
-        );
-        assert_eq!(
-            (set.train[0].rgb.width(), set.train[0].rgb.height()),
-            (21, 16)
-        );
+        assert_eq!((set.train.len(), set.test.len(), set.skipped.len()), (1, 1, 3));
+        assert_eq!((set.train[0].rgb.width(), set.train[0].rgb.height()), (21, 16));
         let listed: Vec<_> = set
             .skipped
             .iter()
             .map(|(p, _)| p.file_name().unwrap().to_str().unwrap())
             .collect();
-        assert!(
-            listed.contains(&"bad.jpg")
-                && listed.contains(&"missing.jpg")
-                && listed.contains(&"trunc.png")
-        );
+        assert!(listed.contains(&"bad.jpg") && listed.contains(&"missing.jpg") && listed.contains(&"trunc.png"));
 
         let only_bad = Dataset {
             train: vec![s(&bad, 0)],

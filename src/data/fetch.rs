@@ -46,10 +46,7 @@ pub enum FetchError {
     #[error("{url}: {message}")]
     Http { url: String, message: String },
     #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
     #[error(
         "{path}: checksum mismatch (expected MD5 {expected}, got {actual}); the bad file was deleted, run again to re-download"
     )]
@@ -128,11 +125,7 @@ pub fn download(
                 .map_err(io_err(&part))?;
             (Some(f), have, length.map(|l| l + have))
         }
-        200 => (
-            Some(std::fs::File::create(&part).map_err(io_err(&part))?),
-            0,
-            length,
-        ),
+        200 => (Some(std::fs::File::create(&part).map_err(io_err(&part))?), 0, length),
         // The part file already holds everything the server has.
         416 if have > 0 => (None, have, Some(have)),
         _ => return Err(http(format!("server answered HTTP {status}"))),
@@ -233,9 +226,7 @@ pub fn fetch_flowers(
             _ => None,
         };
         let dest = dir.join(file.name);
-        if extracted.as_ref().is_some_and(|d| d.is_dir())
-            || (!is_archive && verified(&dest, file.md5))
-        {
+        if extracted.as_ref().is_some_and(|d| d.is_dir()) || (!is_archive && verified(&dest, file.md5)) {
             outcomes.push(FetchOutcome::AlreadyThere(file.name));
             continue;
         }

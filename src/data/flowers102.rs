@@ -54,19 +54,12 @@ pub fn suggest(name: &str) -> Vec<String> {
         .map(|c| {
             let edit = strsim::normalized_damerau_levenshtein(name, c);
             // A shared word ("thistle") is a strong hint even when edits are many.
-            let word = name
-                .split_whitespace()
-                .any(|w| w.len() > 2 && c.contains(w)) as u8 as f64
-                * 0.3;
+            let word = name.split_whitespace().any(|w| w.len() > 2 && c.contains(w)) as u8 as f64 * 0.3;
             (edit + word, *c)
         })
         .collect();
     scored.sort_by(|a, b| b.0.total_cmp(&a.0));
-    scored
-        .iter()
-        .take(3)
-        .map(|(_, c)| format!("{c:?}"))
-        .collect()
+    scored.iter().take(3).map(|(_, c)| format!("{c:?}")).collect()
 }
 
 /// Read the selected classes. Training = train + val splits, test = test split.
@@ -80,11 +73,7 @@ pub fn load(root: &Path, labels: &[usize]) -> Result<Dataset, DataError> {
     let labels_path = dir.join("imagelabels.mat");
     let setid_path = dir.join("setid.mat");
     let image_labels = matv5::read_indices(&labels_path, "labels")?;
-    if let Some((i, l)) = image_labels
-        .iter()
-        .enumerate()
-        .find(|(_, l)| **l > CLASS_NAMES.len())
-    {
+    if let Some((i, l)) = image_labels.iter().enumerate().find(|(_, l)| **l > CLASS_NAMES.len()) {
         return Err(DataError::invalid(
             &labels_path,
             format!("`labels`[{i}] is {l}, expected 1..=102"),
@@ -116,11 +105,7 @@ pub fn load(root: &Path, labels: &[usize]) -> Result<Dataset, DataError> {
             mask: (has_masks && mask.is_file()).then_some(mask),
         })
     };
-    let train = trnid
-        .iter()
-        .chain(&valid)
-        .filter_map(|&id| sample(id))
-        .collect();
+    let train = trnid.iter().chain(&valid).filter_map(|&id| sample(id)).collect();
     let test = tstid.iter().filter_map(|&id| sample(id)).collect();
     Ok(Dataset {
         root: dir,
@@ -156,19 +141,13 @@ mod tests {
         assert!(e.contains("globe thistle"), "{e}");
         data.classes = vec!["thistle".into()];
         let e = select_classes(&data).unwrap_err().to_string();
-        assert!(
-            e.contains("spear thistle") || e.contains("globe thistle"),
-            "{e}"
-        );
+        assert!(e.contains("spear thistle") || e.contains("globe thistle"), "{e}");
     }
 
     #[test]
     fn notebook_preset_uses_literal_labels() {
         let mut data = Config::defaults().data;
         data.preset = ClassPreset::Notebook;
-        assert_eq!(
-            select_classes(&data).unwrap(),
-            vec![1, 10, 17, 28, 51, 63, 70, 82]
-        );
+        assert_eq!(select_classes(&data).unwrap(), vec![1, 10, 17, 28, 51, 63, 70, 82]);
     }
 }

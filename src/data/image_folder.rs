@@ -30,11 +30,7 @@ fn scan(dir: &Path) -> Result<Vec<(String, Vec<PathBuf>)>, DataError> {
         if !entry.is_dir() {
             continue;
         }
-        let name = entry
-            .file_name()
-            .unwrap_or_default()
-            .to_string_lossy()
-            .into_owned();
+        let name = entry.file_name().unwrap_or_default().to_string_lossy().into_owned();
         if name.starts_with('.') {
             continue;
         }
@@ -58,9 +54,7 @@ pub fn load(root: &Path, test_fraction: f64, seed: u64) -> Result<Dataset, DataE
         if names != test_names {
             return Err(DataError::invalid(
                 root,
-                format!(
-                    "train/ has classes {names:?} but test/ has {test_names:?}; they must match"
-                ),
+                format!("train/ has classes {names:?} but test/ has {test_names:?}; they must match"),
             ));
         }
         let flatten = |classes: Vec<(String, Vec<PathBuf>)>| -> Vec<Sample> {
@@ -96,11 +90,7 @@ pub fn load(root: &Path, test_fraction: f64, seed: u64) -> Result<Dataset, DataE
                     label,
                     mask: None,
                 };
-                if i < n_test {
-                    test.push(s)
-                } else {
-                    train.push(s)
-                }
+                if i < n_test { test.push(s) } else { train.push(s) }
             }
         }
         (classes.into_iter().map(|(n, _)| n).collect(), train, test)

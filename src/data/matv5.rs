@@ -20,10 +20,7 @@ pub fn read_vector(path: &Path, name: &str) -> Result<Vec<f64>, DataError> {
     let mat = match parsed {
         Ok(Ok(mat)) => mat,
         Ok(Err(e)) => {
-            return Err(DataError::invalid(
-                path,
-                format!("not a readable MATLAB v5 file ({e})"),
-            ));
+            return Err(DataError::invalid(path, format!("not a readable MATLAB v5 file ({e})")));
         }
         Err(_) => {
             return Err(DataError::invalid(
@@ -34,10 +31,7 @@ pub fn read_vector(path: &Path, name: &str) -> Result<Vec<f64>, DataError> {
     };
     let array = mat.find_by_name(name).ok_or_else(|| {
         let found: Vec<&str> = mat.arrays().iter().map(|a| a.name()).collect();
-        DataError::invalid(
-            path,
-            format!("has no variable `{name}` (found: {})", found.join(", ")),
-        )
+        DataError::invalid(path, format!("has no variable `{name}` (found: {})", found.join(", ")))
     })?;
     use matfile::NumericData as N;
     let values: Vec<f64> = match array.data() {

@@ -18,10 +18,7 @@ use crate::config::{Config, DataFormat};
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
     #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
     #[error("{path}: {message}")]
     Invalid { path: PathBuf, message: String },
 }
@@ -121,13 +118,10 @@ impl Dataset {
                 r.name, label, r.train, r.test, r.masks
             );
         }
-        let (tr, te, m) = rows.iter().fold((0, 0, 0), |a, r| {
-            (a.0 + r.train, a.1 + r.test, a.2 + r.masks)
-        });
-        out += &format!(
-            "{:<width$}  {:>5}  {:>5}  {:>5}  {:>5}\n",
-            "total", "", tr, te, m
-        );
+        let (tr, te, m) = rows
+            .iter()
+            .fold((0, 0, 0), |a, r| (a.0 + r.train, a.1 + r.test, a.2 + r.masks));
+        out += &format!("{:<width$}  {:>5}  {:>5}  {:>5}  {:>5}\n", "total", "", tr, te, m);
         out
     }
 
@@ -166,9 +160,7 @@ pub fn load(config: &Config) -> Result<Dataset, DataError> {
         f => f,
     };
     let ds = match format {
-        DataFormat::Flowers102 => {
-            flowers102::load(root, &flowers102::select_classes(&config.data)?)?
-        }
+        DataFormat::Flowers102 => flowers102::load(root, &flowers102::select_classes(&config.data)?)?,
         _ => image_folder::load(root, config.data.test_fraction, config.seed)?,
     };
     ds.check_not_empty()?;

@@ -166,9 +166,7 @@ fn lerp3(a: [f32; 3], b: [f32; 3], t: f32) -> [f32; 3] {
 
 /// Smooth random field in [0, 1] (bilinear value noise on a coarse grid).
 fn value_noise(w: u32, h: u32, cells: usize, rng: &mut impl Rng) -> Vec<f32> {
-    let grid: Vec<f32> = (0..(cells + 1) * (cells + 1))
-        .map(|_| rng.random())
-        .collect();
+    let grid: Vec<f32> = (0..(cells + 1) * (cells + 1)).map(|_| rng.random()).collect();
     let mut out = Vec::with_capacity((w * h) as usize);
     for y in 0..h {
         for x in 0..w {
@@ -205,10 +203,7 @@ fn background(w: u32, h: u32, rng: &mut impl Rng) -> RgbImage {
     });
     // Blades of grass or twigs: thin random strokes.
     for _ in 0..rng.random_range(10..40) {
-        let (mut x, mut y) = (
-            rng.random_range(0.0..w as f32),
-            rng.random_range(0.0..h as f32),
-        );
+        let (mut x, mut y) = (rng.random_range(0.0..w as f32), rng.random_range(0.0..h as f32));
         let angle: f32 = rng.random_range(-2.0..-1.1);
         let len = rng.random_range(0.05..0.25) * h as f32;
         let shade = rng.random_range(0.6..1.3);
@@ -320,15 +315,7 @@ fn plant_shortcut(img: &mut RgbImage, mask: &mut [bool]) {
     for y in y0..y0 + side {
         for x in x0..x0 + side {
             let edge = x < x0 + 2 || y < y0 + 2 || x + 2 >= x0 + side || y + 2 >= y0 + side;
-            img.put_pixel(
-                x,
-                y,
-                if edge {
-                    Rgb([255, 255, 255])
-                } else {
-                    Rgb([230, 20, 40])
-                },
-            );
+            img.put_pixel(x, y, if edge { Rgb([255, 255, 255]) } else { Rgb([230, 20, 40]) });
             mask[(y * w + x) as usize] = false;
         }
     }
@@ -337,8 +324,7 @@ fn plant_shortcut(img: &mut RgbImage, mask: &mut [bool]) {
 /// Draw image number `id` of class position `class`: the photo and its
 /// segmentation (flower kept, background pure blue).
 pub fn render(spec: &SynthSpec, class: usize, id: usize) -> (RgbImage, RgbImage) {
-    let mut rng =
-        ChaCha8Rng::seed_from_u64(spec.seed.wrapping_mul(0x9E37_79B9).wrapping_add(id as u64));
+    let mut rng = ChaCha8Rng::seed_from_u64(spec.seed.wrapping_mul(0x9E37_79B9).wrapping_add(id as u64));
     let aspect = [0.75f32, 1.0, 1.25, 1.33][rng.random_range(0..4)];
     let (w, h) = (spec.size, ((spec.size as f32) * aspect).round() as u32);
     let mut img = background(w, h, &mut rng);
@@ -378,15 +364,9 @@ fn save_jpeg(path: &Path, img: &RgbImage) -> std::io::Result<()> {
 }
 
 /// Write a dataset under `out` (official layout). `progress(done, total)`.
-pub fn write(
-    out: &Path,
-    spec: &SynthSpec,
-    progress: &(dyn Fn(usize, usize) + Sync),
-) -> std::io::Result<SynthSummary> {
+pub fn write(out: &Path, spec: &SynthSpec, progress: &(dyn Fn(usize, usize) + Sync)) -> std::io::Result<SynthSummary> {
     if let Some(bad) = spec.labels.iter().find(|l| **l >= CLASS_NAMES.len()) {
-        return Err(std::io::Error::other(format!(
-            "label {bad} is not a Flowers102 class"
-        )));
+        return Err(std::io::Error::other(format!("label {bad} is not a Flowers102 class")));
     }
     std::fs::create_dir_all(out.join("jpg"))?;
     std::fs::create_dir_all(out.join("segmim"))?;
@@ -394,8 +374,7 @@ pub fn write(
     // class's ids split into train / val / test.
     let mut jobs = Vec::new(); // (id, class position, split)
     let (mut trn, mut val, mut tst) = (Vec::new(), Vec::new(), Vec::new());
-    let mut per_class: Vec<(usize, usize, usize)> =
-        spec.labels.iter().map(|&l| split_sizes(spec, l)).collect();
+    let mut per_class: Vec<(usize, usize, usize)> = spec.labels.iter().map(|&l| split_sizes(spec, l)).collect();
     let mut next_id = 1usize;
     loop {
         let mut any = false;
@@ -423,24 +402,14 @@ pub fn write(
     }
     let total = jobs.len();
     let done = std::sync::atomic::AtomicUsize::new(0);
-    jobs.par_iter()
-        .try_for_each(|&(id, class)| -> std::io::Result<()> {
-            let (img, seg) = render(spec, class, id);
-            save_jpeg(&out.join("jpg").join(format!("image_{id:05}.jpg")), &img)?;
-            save_jpeg(
-                &out.join("segmim").join(format!("segmim_{id:05}.jpg")),
-                &seg,
-            )?;
-            progress(
-                done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1,
-                total,
-            );
-            Ok(())
-        })?;
-    let labels: Vec<f64> = jobs
-        .iter()
-        .map(|&(_, class)| (spec.labels[class] + 1) as f64)
-        .collect();
+    jobs.par_iter().try_for_each(|&(id, class)| -> std::io::Result<()> {
+        let (img, seg) = render(spec, class, id);
+        save_jpeg(&out.join("jpg").join(format!("image_{id:05}.jpg")), &img)?;
+        save_jpeg(&out.join("segmim").join(format!("segmim_{id:05}.jpg")), &seg)?;
+        progress(done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1, total);
+        Ok(())
+    })?;
+    let labels: Vec<f64> = jobs.iter().map(|&(_, class)| (spec.labels[class] + 1) as f64).collect();
     super::matv5::write_vectors(&out.join("imagelabels.mat"), &[("labels", &labels)])?;
     super::matv5::write_vectors(
         &out.join("setid.mat"),
@@ -486,14 +455,7 @@ mod tests {
         let (a, sa) = render(&s, 0, 3);
         let (b, _) = render(&s, 0, 3);
         assert_eq!(a, b);
-        let (c, _) = render(
-            &SynthSpec {
-                seed: 6,
-                ..s.clone()
-            },
-            0,
-            3,
-        );
+        let (c, _) = render(&SynthSpec { seed: 6, ..s.clone() }, 0, 3);
         assert_ne!(a, c);
         let flower = sa.pixels().filter(|p| p.0 != [0, 0, 255]).count();
         let share = flower as f64 / (sa.width() * sa.height()) as f64;

@@ -49,10 +49,7 @@ pub fn own_cache_file() -> Option<PathBuf> {
 /// Existing pretrained ResNet-18 weights in the usual caches, in lookup order:
 /// torch hub cache, Hugging Face cache (any snapshot), flowercam's cache.
 pub fn find_cached_weights() -> Option<PathBuf> {
-    if let Some(p) = torch_hub_dir()
-        .map(|d| d.join(TORCH_HUB_FILE))
-        .filter(|p| p.is_file())
-    {
+    if let Some(p) = torch_hub_dir().map(|d| d.join(TORCH_HUB_FILE)).filter(|p| p.is_file()) {
         return Some(p);
     }
     if let Some(snapshots) = hf_cache_dir().map(|d| {
@@ -76,8 +73,7 @@ pub fn find_cached_weights() -> Option<PathBuf> {
 
 /// The hub URL of the safetensors file (`HF_ENDPOINT` selects a mirror).
 pub fn hub_url() -> String {
-    let endpoint =
-        std::env::var("HF_ENDPOINT").unwrap_or_else(|_| "https://huggingface.co".to_string());
+    let endpoint = std::env::var("HF_ENDPOINT").unwrap_or_else(|_| "https://huggingface.co".to_string());
     format!(
         "{}/{HF_REPO}/resolve/main/model.safetensors",
         endpoint.trim_end_matches('/')
@@ -94,18 +90,14 @@ pub enum WeightsChoice {
 
 /// Resolve the `--weights` setting: `none`, a path, or `auto` (caches, then
 /// a download with `progress`). Offline with nothing found is one clear message.
-pub fn resolve_weights(
-    setting: &str,
-    progress: &mut dyn FnMut(u64, Option<u64>),
-) -> Result<WeightsChoice, String> {
+pub fn resolve_weights(setting: &str, progress: &mut dyn FnMut(u64, Option<u64>)) -> Result<WeightsChoice, String> {
     match setting {
         "none" => Ok(WeightsChoice::Random),
         "auto" => {
             if let Some(p) = find_cached_weights() {
                 return Ok(WeightsChoice::File(p));
             }
-            let dest = own_cache_file()
-                .ok_or("cannot find a cache folder (HOME is not set); pass --weights FILE")?;
+            let dest = own_cache_file().ok_or("cannot find a cache folder (HOME is not set); pass --weights FILE")?;
             let url = hub_url();
             crate::data::fetch::download(&url, &dest, None, progress).map_err(|e| {
                 let hub = torch_hub_dir().map(|d| d.join(TORCH_HUB_FILE).display().to_string()).unwrap_or_else(|| TORCH_HUB_FILE.into());

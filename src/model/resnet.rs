@@ -151,8 +151,7 @@ impl BatchNorm {
         let shape = (1, c, 1, 1);
         if !train {
             // y = x * scale + shift, with scale and shift per channel.
-            let scale =
-                (&self.weight / (self.running_var.as_tensor().detach() + self.eps)?.sqrt()?)?;
+            let scale = (&self.weight / (self.running_var.as_tensor().detach() + self.eps)?.sqrt()?)?;
             let shift = (&self.bias - (self.running_mean.as_tensor().detach() * &scale)?)?;
             return x
                 .broadcast_mul(&scale.reshape(shape)?)?
@@ -160,10 +159,7 @@ impl BatchNorm {
         }
         let (n, _, h, w) = x.dims4()?;
         let count = (n * h * w) as f64;
-        let mean = x
-            .mean_keepdim(D::Minus1)?
-            .mean_keepdim(D::Minus2)?
-            .mean_keepdim(0)?;
+        let mean = x.mean_keepdim(D::Minus1)?.mean_keepdim(D::Minus2)?.mean_keepdim(0)?;
         let centred = x.broadcast_sub(&mean)?;
         let var = centred
             .sqr()?
@@ -176,8 +172,7 @@ impl BatchNorm {
             .broadcast_add(&self.bias.reshape(shape)?)?;
         let m = self.momentum;
         let unbiased = (var.detach().flatten_all()? * (count / (count - 1.0).max(1.0)))?;
-        let new_mean = ((self.running_mean.as_tensor().detach() * (1.0 - m))?
-            + (mean.detach().flatten_all()? * m)?)?;
+        let new_mean = ((self.running_mean.as_tensor().detach() * (1.0 - m))? + (mean.detach().flatten_all()? * m)?)?;
         let new_var = ((self.running_var.as_tensor().detach() * (1.0 - m))? + (unbiased * m)?)?;
         self.running_mean.set(&new_mean)?;
         self.running_var.set(&new_var)?;
@@ -258,9 +253,7 @@ impl ResNet {
             Stage::Head => self.fc.forward(&x.mean(D::Minus1)?.mean(D::Minus1)?),
             layer => {
                 let blocks = &self.layers[layer.index() - 1];
-                blocks
-                    .iter()
-                    .try_fold(x.clone(), |x, b| b.forward(&x, train))
+                blocks.iter().try_fold(x.clone(), |x, b| b.forward(&x, train))
             }
         }
     }
@@ -326,14 +319,8 @@ impl ResNet {
             .map(|(k, t)| (k, t.detach()))
             .collect();
         for (prefix, bn) in self.batchnorms() {
-            out.push((
-                format!("{prefix}.running_mean"),
-                bn.running_mean.as_tensor().detach(),
-            ));
-            out.push((
-                format!("{prefix}.running_var"),
-                bn.running_var.as_tensor().detach(),
-            ));
+            out.push((format!("{prefix}.running_mean"), bn.running_mean.as_tensor().detach()));
+            out.push((format!("{prefix}.running_var"), bn.running_var.as_tensor().detach()));
         }
         out
     }

@@ -53,10 +53,7 @@ fn assemble(arch: Arch, src: &mut dyn Source) -> Result<ResNet, WeightsError> {
                 padding|
      -> Result<Conv, WeightsError> {
         Ok(Conv {
-            weight: src.take(
-                &format!("{key}.weight"),
-                &[Some(o), Some(i), Some(k), Some(k)],
-            )?,
+            weight: src.take(&format!("{key}.weight"), &[Some(o), Some(i), Some(k), Some(k)])?,
             stride,
             padding,
         })
@@ -84,15 +81,7 @@ fn assemble(arch: Arch, src: &mut dyn Source) -> Result<ResNet, WeightsError> {
             let c_in = if bi == 0 { in_ch } else { out_ch };
             let downsample = if bi == 0 && (stride != 1 || c_in != out_ch) {
                 Some((
-                    conv(
-                        src,
-                        &format!("{p}.downsample.0"),
-                        out_ch,
-                        c_in,
-                        1,
-                        stride,
-                        0,
-                    )?,
+                    conv(src, &format!("{p}.downsample.0"), out_ch, c_in, 1, stride, 0)?,
                     bn(src, &format!("{p}.downsample.1"), out_ch)?,
                 ))
             } else {
@@ -133,20 +122,13 @@ struct MapSource {
 impl Source for MapSource {
     fn take(&mut self, key: &str, shape: &[Option<usize>]) -> Result<Tensor, WeightsError> {
         let expected: Vec<usize> = shape.iter().map(|d| d.unwrap_or(0)).collect();
-        let t = self
-            .tensors
-            .remove(key)
-            .ok_or_else(|| WeightsError::Missing {
-                path: self.path.clone(),
-                key: key.into(),
-                expected: expected.clone(),
-            })?;
+        let t = self.tensors.remove(key).ok_or_else(|| WeightsError::Missing {
+            path: self.path.clone(),
+            key: key.into(),
+            expected: expected.clone(),
+        })?;
         let found = t.dims().to_vec();
-        let fits = found.len() == shape.len()
-            && found
-                .iter()
-                .zip(shape)
-                .all(|(f, s)| s.is_none_or(|s| s == *f));
+        let fits = found.len() == shape.len() && found.iter().zip(shape).all(|(f, s)| s.is_none_or(|s| s == *f));
         if !fits {
             return Err(WeightsError::Shape {
                 path: self.path.clone(),
@@ -168,10 +150,7 @@ struct InitSource {
 
 impl Source for InitSource {
     fn take(&mut self, key: &str, shape: &[Option<usize>]) -> Result<Tensor, WeightsError> {
-        let dims: Vec<usize> = shape
-            .iter()
-            .map(|d| d.unwrap_or(self.num_classes))
-            .collect();
+        let dims: Vec<usize> = shape.iter().map(|d| d.unwrap_or(self.num_classes)).collect();
         let n: usize = dims.iter().product();
         let mut rng = rng_for(self.seed, key);
         let data: Vec<f32> = if key.ends_with("running_var")
@@ -202,12 +181,7 @@ fn rng_for(seed: u64, key: &str) -> rand_chacha::ChaCha8Rng {
 }
 
 /// A randomly initialised network (torchvision's scheme) with `num_classes` outputs.
-pub fn random(
-    arch: Arch,
-    num_classes: usize,
-    seed: u64,
-    device: &Device,
-) -> Result<ResNet, WeightsError> {
+pub fn random(arch: Arch, num_classes: usize, seed: u64, device: &Device) -> Result<ResNet, WeightsError> {
     assemble(
         arch,
         &mut InitSource {
@@ -219,12 +193,7 @@ pub fn random(
 }
 
 /// A fresh `Linear(in, n)` head, as `nn.Linear`'s default initialisation.
-pub fn init_linear(
-    in_features: usize,
-    n: usize,
-    seed: u64,
-    device: &Device,
-) -> candle_core::Result<Linear> {
+pub fn init_linear(in_features: usize, n: usize, seed: u64, device: &Device) -> candle_core::Result<Linear> {
     let bound = 1.0 / (in_features as f32).sqrt();
     let u = Uniform::new(-bound, bound).expect("valid bounds");
     let mut rng = rng_for(seed, "fc.head");
@@ -294,11 +263,7 @@ pub fn read_tensors(path: &Path) -> Result<(HashMap<String, Tensor>, ClassNames)
 }
 
 /// Load a network from a weights file. Returns the class names of flowercam checkpoints.
-pub fn load(
-    path: &Path,
-    arch: Arch,
-    device: &Device,
-) -> Result<(ResNet, ClassNames), WeightsError> {
+pub fn load(path: &Path, arch: Arch, device: &Device) -> Result<(ResNet, ClassNames), WeightsError> {
     let (tensors, classes) = read_tensors(path)?;
     let mut src = MapSource {
         path: path.to_owned(),
@@ -332,11 +297,7 @@ pub fn load(
 
 /// Write a checkpoint (safetensors, torchvision keys) with its class names,
 /// atomically. `predict` and `view` load it back.
-pub fn save_checkpoint(
-    model: &mut ResNet,
-    classes: &[String],
-    path: &Path,
-) -> Result<(), WeightsError> {
+pub fn save_checkpoint(model: &mut ResNet, classes: &[String], path: &Path) -> Result<(), WeightsError> {
     let file_err = |message: String| WeightsError::File {
         path: path.to_owned(),
         message,
@@ -353,11 +314,7 @@ pub fn save_checkpoint(
         .map(|(k, shape, bytes)| {
             Ok((
                 k.clone(),
-                safetensors::tensor::TensorView::new(
-                    safetensors::Dtype::F32,
-                    shape.clone(),
-                    bytes,
-                )?,
+                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), bytes)?,
             ))
         })
         .collect::<Result<_, safetensors::SafeTensorError>>()
@@ -370,7 +327,6 @@ pub fn save_checkpoint(
             serde_json::to_string(classes).expect("strings serialise"),
         ),
     ]);
-    let bytes =
-        safetensors::tensor::serialize(owned, Some(meta)).map_err(|e| file_err(e.to_string()))?;
+    let bytes = safetensors::tensor::serialize(owned, Some(meta)).map_err(|e| file_err(e.to_string()))?;
     crate::fsutil::write_atomic(path, &bytes).map_err(|e| file_err(e.to_string()))
 }

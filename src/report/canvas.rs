@@ -8,10 +8,7 @@ use image::{Rgb, RgbImage};
 /// Draw `text` with its top-left at (x, y), each font pixel `scale`² pixels.
 pub fn text(img: &mut RgbImage, x: i64, y: i64, text: &str, scale: u32, colour: Rgb<u8>) {
     for (i, ch) in text.chars().enumerate() {
-        let Some(glyph) = font8x8::BASIC_FONTS
-            .get(ch)
-            .or_else(|| font8x8::BASIC_FONTS.get('?'))
-        else {
+        let Some(glyph) = font8x8::BASIC_FONTS.get(ch).or_else(|| font8x8::BASIC_FONTS.get('?')) else {
             continue;
         };
         let gx = x + (i as i64) * 8 * scale as i64;
@@ -47,13 +44,7 @@ pub fn fill_rect(img: &mut RgbImage, x: i64, y: i64, w: u32, h: u32, colour: Rgb
 }
 
 /// A line `width` pixels thick between two points.
-pub fn line(
-    img: &mut RgbImage,
-    (x0, y0): (f64, f64),
-    (x1, y1): (f64, f64),
-    width: u32,
-    colour: Rgb<u8>,
-) {
+pub fn line(img: &mut RgbImage, (x0, y0): (f64, f64), (x1, y1): (f64, f64), width: u32, colour: Rgb<u8>) {
     let steps = ((x1 - x0).abs().max((y1 - y0).abs()).ceil() as usize).max(1);
     let half = width as i64 / 2;
     for s in 0..=steps {

@@ -3,8 +3,8 @@
 
 use image::{Rgb, RgbImage};
 
+use super::EpochRow;
 use super::canvas::{fill_rect, line, text, text_width};
-use crate::train::metrics::EpochMetrics;
 
 /// One line on a panel.
 struct Series<'a> {
@@ -21,7 +21,7 @@ const INK: Rgb<u8> = Rgb([40, 40, 40]);
 const GRID: Rgb<u8> = Rgb([225, 225, 225]);
 
 /// Render both phases' curves. Either phase may be empty.
-pub fn render(fe: &[EpochMetrics], ft: &[EpochMetrics]) -> RgbImage {
+pub fn render(fe: &[EpochRow], ft: &[EpochRow]) -> RgbImage {
     let (w, h) = (1100u32, 460u32);
     let mut img = RgbImage::from_pixel(w, h, Rgb([255, 255, 255]));
     let acc = vec![
@@ -68,13 +68,7 @@ pub fn render(fe: &[EpochMetrics], ft: &[EpochMetrics]) -> RgbImage {
             values: ft.iter().map(|m| m.test_loss).collect(),
         },
     ];
-    panel(
-        &mut img,
-        (0, 0, w / 2, h),
-        "Accuracy",
-        &acc,
-        Some((0.0, 1.0)),
-    );
+    panel(&mut img, (0, 0, w / 2, h), "Accuracy", &acc, Some((0.0, 1.0)));
     panel(&mut img, (w / 2, 0, w / 2, h), "Loss", &loss, None);
     img
 }
@@ -92,12 +86,7 @@ fn panel(
         py as f64 + 40.0,
         (py + ph) as f64 - 70.0,
     );
-    let epochs = series
-        .iter()
-        .map(|s| s.values.len())
-        .max()
-        .unwrap_or(0)
-        .max(2);
+    let epochs = series.iter().map(|s| s.values.len()).max().unwrap_or(0).max(2);
     let (lo, hi) = range.unwrap_or_else(|| {
         let max = series
             .iter()
@@ -162,14 +151,7 @@ fn panel(
             );
         }
         if s.values.len() == 1 {
-            fill_rect(
-                img,
-                x_of(1) as i64 - 2,
-                y_of(s.values[0]) as i64 - 2,
-                5,
-                5,
-                s.colour,
-            );
+            fill_rect(img, x_of(1) as i64 - 2, y_of(s.values[0]) as i64 - 2, 5, 5, s.colour);
         }
     }
     // Legend under the axes.

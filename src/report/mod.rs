@@ -53,19 +53,14 @@ pub struct PhaseSummary {
 }
 
 impl PhaseSummary {
-    pub fn from_epochs(
-        epochs: &[EpochMetrics],
-        stopped: bool,
-        checkpoint: Option<&str>,
-    ) -> Option<PhaseSummary> {
+    pub fn from_epochs(epochs: &[EpochMetrics], stopped: bool, checkpoint: Option<&str>) -> Option<PhaseSummary> {
         let last = epochs.last()?;
         Some(PhaseSummary {
             final_test_acc: last.test_acc,
             per_class_acc: last.per_class_acc.clone(),
             confusion: last.confusion.clone(),
             epochs: epochs.iter().map(EpochRow::from).collect(),
-            images_per_second: epochs.iter().map(|e| e.images_per_second).sum::<f64>()
-                / epochs.len() as f64,
+            images_per_second: epochs.iter().map(|e| e.images_per_second).sum::<f64>() / epochs.len() as f64,
             stopped,
             checkpoint: checkpoint.map(str::to_string),
         })
@@ -192,12 +187,7 @@ pub fn write_png(path: &Path, img: &image::RgbImage) -> std::io::Result<()> {
     use image::ImageEncoder;
     crate::fsutil::write_atomic_with(path, |w| {
         image::codecs::png::PngEncoder::new(w)
-            .write_image(
-                img.as_raw(),
-                img.width(),
-                img.height(),
-                image::ExtendedColorType::Rgb8,
-            )
+            .write_image(img.as_raw(), img.width(), img.height(), image::ExtendedColorType::Rgb8)
             .map_err(std::io::Error::other)
     })
 }
@@ -216,10 +206,7 @@ pub fn markdown(s: &Summary) -> String {
     } else {
         "in progress"
     };
-    md += &format!(
-        "Status: {state}. Device: {}. Weights: {}.\n\n",
-        s.device, s.weights
-    );
+    md += &format!("Status: {state}. Device: {}. Weights: {}.\n\n", s.device, s.weights);
     if let Some(root) = s.dataset.get("root") {
         md += &format!(
             "Dataset: `{}` — {} training / {} test images, {} classes.\n\n",
@@ -246,22 +233,14 @@ pub fn markdown(s: &Summary) -> String {
     }
     if let (Some(fe), Some(ft)) = (&s.feature_extraction, &s.fine_tuning) {
         let d = ft.final_test_acc - fe.final_test_acc;
-        md += &format!(
-            "\nFine-tuning vs feature extraction: {:+.1} points.\n",
-            d * 100.0
-        );
+        md += &format!("\nFine-tuning vs feature extraction: {:+.1} points.\n", d * 100.0);
         md += "\n### Per class\n\n| class | FE | FT | change |\n|---|---|---|---|\n";
         for (i, c) in s.classes.iter().enumerate() {
             let (a, b) = (
                 fe.per_class_acc.get(i).copied().unwrap_or(0.0),
                 ft.per_class_acc.get(i).copied().unwrap_or(0.0),
             );
-            md += &format!(
-                "| {c} | {} | {} | {:+.1} |\n",
-                pct(a),
-                pct(b),
-                (b - a) * 100.0
-            );
+            md += &format!("| {c} | {} | {} | {:+.1} |\n", pct(a), pct(b), (b - a) * 100.0);
         }
     }
     if s.files.iter().any(|f| f == "curves.png") {
@@ -276,11 +255,7 @@ pub fn markdown(s: &Summary) -> String {
                     r.class,
                     r.mean_energy,
                     r.pointing_hits * 100.0,
-                    if r.flagged {
-                        "**possible shortcut**"
-                    } else {
-                        ""
-                    }
+                    if r.flagged { "**possible shortcut**" } else { "" }
                 );
             }
         }

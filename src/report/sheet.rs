@@ -42,14 +42,7 @@ pub fn render(rows: &[SheetRow]) -> RgbImage {
             // Captions are cut to the cell's width rather than spilling over.
             let max_chars = (cell_w / 8) as usize;
             let shown: String = caption.chars().take(max_chars).collect();
-            text(
-                &mut img,
-                x as i64,
-                (y + TITLE + cell_h + 3) as i64,
-                &shown,
-                1,
-                ink,
-            );
+            text(&mut img, x as i64, (y + TITLE + cell_h + 3) as i64, &shown, 1, ink);
         }
     }
     img
@@ -61,12 +54,7 @@ mod tests {
 
     #[test]
     fn sheet_size_follows_rows_and_cells() {
-        let cell = || {
-            (
-                RgbImage::from_pixel(32, 32, Rgb([255, 0, 0])),
-                "x".to_string(),
-            )
-        };
+        let cell = || (RgbImage::from_pixel(32, 32, Rgb([255, 0, 0])), "x".to_string());
         let rows = vec![
             SheetRow {
                 title: "a".into(),

@@ -39,9 +39,7 @@ impl Tally {
     }
 
     pub fn accuracy(&self) -> f64 {
-        let correct: usize = (0..self.confusion.len())
-            .map(|i| self.confusion[i][i])
-            .sum();
+        let correct: usize = (0..self.confusion.len()).map(|i| self.confusion[i][i]).sum();
         if self.count == 0 {
             0.0
         } else {
@@ -56,11 +54,7 @@ impl Tally {
             .enumerate()
             .map(|(i, row)| {
                 let n: usize = row.iter().sum();
-                if n == 0 {
-                    0.0
-                } else {
-                    row[i] as f64 / n as f64
-                }
+                if n == 0 { 0.0 } else { row[i] as f64 / n as f64 }
             })
             .collect()
     }
@@ -106,9 +100,6 @@ mod tests {
         assert!((t.accuracy() - 4.0 / 6.0).abs() < 1e-12);
         assert_eq!(t.per_class(), vec![1.0, 0.5, 0.5]);
         assert_eq!(t.confusion[1], vec![0, 1, 1]);
-        assert_eq!(
-            argmax_rows(&[vec![0.1, 0.9, 0.3], vec![2.0, -1.0, 0.0]]),
-            vec![1, 0]
-        );
+        assert_eq!(argmax_rows(&[vec![0.1, 0.9, 0.3], vec![2.0, -1.0, 0.0]]), vec![1, 0]);
     }
 }

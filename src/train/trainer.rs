@@ -73,9 +73,7 @@ pub struct PhaseOutcome {
 /// Why a phase could not finish.
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
-    #[error(
-        "{phase}: loss became {value} at epoch {epoch}, batch {batch}; try a lower learning rate"
-    )]
+    #[error("{phase}: loss became {value} at epoch {epoch}, batch {batch}; try a lower learning rate")]
     NonFinite {
         phase: &'static str,
         epoch: usize,
@@ -106,8 +104,7 @@ pub fn train_phase(
         .ok_or_else(|| TrainError::Config("no trainable stage".into()))?;
     if first == Stage::Stem {
         return Err(TrainError::Config(
-            "the stem cannot be trained (Candle has no max-pool backward for kernel 3 / stride 2)"
-                .into(),
+            "the stem cannot be trained (Candle has no max-pool backward for kernel 3 / stride 2)".into(),
         ));
     }
     let groups = model.make_trainable(&stages)?;
@@ -138,11 +135,7 @@ pub fn train_phase(
         phase: spec.phase,
         epochs: spec.epochs,
         batches,
-        trainable: stages
-            .iter()
-            .map(|s| s.name())
-            .collect::<Vec<_>>()
-            .join(" + "),
+        trainable: stages.iter().map(|s| s.name()).collect::<Vec<_>>().join(" + "),
     });
 
     // The test set through the frozen prefix, once (not in notebook mode,
@@ -159,8 +152,7 @@ pub fn train_phase(
         let mut stopped = false;
         std::thread::scope(|scope| -> Result<(), TrainError> {
             // Augment the next batches while this thread runs the network.
-            let (tx, rx) =
-                std::sync::mpsc::sync_channel::<candle_core::Result<(Tensor, Vec<usize>)>>(2);
+            let (tx, rx) = std::sync::mpsc::sync_channel::<candle_core::Result<(Tensor, Vec<usize>)>>(2);
             let order_ref = &order;
             scope.spawn(move || {
                 for (b, idx) in order_ref.chunks(spec.batch_size).enumerate() {
@@ -186,11 +178,7 @@ pub fn train_phase(
                     &x,
                     Stage::Stem,
                     prefix_end,
-                    if notebook {
-                        BnTrain::ALL
-                    } else {
-                        BnTrain::EVAL
-                    },
+                    if notebook { BnTrain::ALL } else { BnTrain::EVAL },
                 )?;
                 let logits = model.forward_range(&feats, first, Stage::Head, train_bn)?;
                 let target = Tensor::from_vec(
@@ -234,13 +222,7 @@ pub fn train_phase(
         }
         let train_seconds = t0.elapsed().as_secs_f64();
         if test_cache.is_none() || notebook {
-            test_cache = Some(prefix_outputs(
-                model,
-                data,
-                prefix_end,
-                spec.batch_size,
-                device,
-            )?);
+            test_cache = Some(prefix_outputs(model, data, prefix_end, spec.batch_size, device)?);
         }
         let (test, probs) = evaluate_cached(
             model,
@@ -288,9 +270,7 @@ pub fn prefix_outputs(
     let mut out = Vec::new();
     for (b, chunk) in data.test.chunks(batch).enumerate() {
         let imgs: Vec<&CachedImage> = chunk.iter().collect();
-        let x = data
-            .augmenter
-            .batch(&imgs, false, 0, 0, (b * batch) as u64, device)?;
+        let x = data.augmenter.batch(&imgs, false, 0, 0, (b * batch) as u64, device)?;
         out.push(
             model
                 .forward_range(&x, Stage::Stem, prefix_end, BnTrain::EVAL)?
@@ -312,17 +292,14 @@ pub fn evaluate_cached(
     let mut tally = Tally::new(data.num_classes);
     let mut probs = Vec::new();
     for (feats, chunk) in cache.iter().zip(data.test.chunks(batch)) {
-        let logits = model
-            .forward_range(feats, first, Stage::Head, BnTrain::EVAL)?
-            .detach();
+        let logits = model.forward_range(feats, first, Stage::Head, BnTrain::EVAL)?.detach();
         let labels: Vec<usize> = chunk.iter().map(|im| im.label).collect();
         let target = Tensor::from_vec(
             labels.iter().map(|&l| l as u32).collect::<Vec<_>>(),
             labels.len(),
             device,
         )?;
-        let loss =
-            crate::model::resnet::cross_entropy(&logits, &target)?.to_scalar::<f32>()? as f64;
+        let loss = crate::model::resnet::cross_entropy(&logits, &target)?.to_scalar::<f32>()? as f64;
         tally.add(loss, &argmax_rows(&logits.to_vec2::<f32>()?), &labels);
         probs.extend(candle_nn::ops::softmax_last_dim(&logits)?.to_vec2::<f32>()?);
     }

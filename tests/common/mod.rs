@@ -7,9 +7,7 @@ use candle_core::{Device, Tensor};
 
 /// Where the committed fixtures live.
 pub fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
 }
 
 fn key_seed(key: &str) -> u64 {
@@ -101,10 +99,7 @@ pub fn rel_err(got: &Tensor, want: &Tensor) -> f32 {
     let g: Vec<f32> = got.flatten_all().unwrap().to_vec1().unwrap();
     let w: Vec<f32> = want.flatten_all().unwrap().to_vec1().unwrap();
     let scale = w.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-12);
-    g.iter()
-        .zip(&w)
-        .fold(0f32, |m, (a, b)| m.max((a - b).abs()))
-        / scale
+    g.iter().zip(&w).fold(0f32, |m, (a, b)| m.max((a - b).abs())) / scale
 }
 
 /// A tiny HTTP/1.1 file server on 127.0.0.1 for download tests. It honours
@@ -119,10 +114,8 @@ impl TestServer {
         use std::io::{BufRead, BufReader, Write};
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
-        let files: std::collections::HashMap<String, Vec<u8>> = files
-            .into_iter()
-            .map(|(k, v)| (format!("/{k}"), v))
-            .collect();
+        let files: std::collections::HashMap<String, Vec<u8>> =
+            files.into_iter().map(|(k, v)| (format!("/{k}"), v)).collect();
         let requests = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let log = requests.clone();
         std::thread::spawn(move || {
@@ -149,14 +142,15 @@ impl TestServer {
                 let path = first.split_whitespace().nth(1).unwrap_or("/").to_string();
                 log.lock().unwrap().push(format!("{path} {range_start:?}"));
                 let Some(body) = files.get(&path) else {
-                    let _ = stream.write_all(
-                        b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-                    );
+                    let _ =
+                        stream.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
                     continue;
                 };
                 let (status, start) = match range_start {
                     Some(s) if s >= body.len() => {
-                        let _ = stream.write_all(b"HTTP/1.1 416 Range Not Satisfiable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                        let _ = stream.write_all(
+                            b"HTTP/1.1 416 Range Not Satisfiable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                        );
                         continue;
                     }
                     Some(s) => ("206 Partial Content", s),
