@@ -253,11 +253,15 @@ pub fn bench(config: &Config, args: &BenchArgs) -> Result<()> {
         }
         return crate::bench::workflow(&config).map_err(|e| eyre!(e));
     }
-    if args.what != "model" {
+    let all = args.what == "all";
+    if all || args.what == "data" {
         crate::bench::data(config, args.images.max(8))?;
     }
-    if args.what != "data" {
+    if all || args.what == "model" {
         crate::bench::model(args.batch.max(1), args.size.max(32), args.iters.max(1), &device)?;
+    }
+    if all || args.what == "cam" {
+        crate::bench::cams(args.size.max(32), 32, &device)?;
     }
     Ok(())
 }
