@@ -131,6 +131,20 @@ mod tests {
     }
 
     #[test]
+    fn overlay_png_keeps_the_colormap_pixels() {
+        let dir = tempfile::tempdir().unwrap();
+        let img = RgbImage::from_pixel(4, 2, Rgb([0, 0, 0]));
+        let cam = [0.0, 0.25, 0.5, 1.0, 0.0, 0.0, 0.0, 0.0];
+        let path = dir.path().join("o.png");
+        crate::report::write_png(&path, &overlay(&img, &cam, &Colormap::jet())).unwrap();
+        let back = image::open(&path).unwrap().to_rgb8();
+        assert_eq!(back.dimensions(), (4, 2));
+        // Half of jet(1.0) = (0.5, 0, 0) over black is (64, 0, 0); jet(0.25) is (0, 0.504, 1).
+        assert_eq!(back.get_pixel(3, 0).0, [64, 0, 0]);
+        assert_eq!(back.get_pixel(1, 0).0, [0, 64, 128]);
+    }
+
+    #[test]
     fn overlay_blends_half_and_half() {
         let img = RgbImage::from_pixel(2, 1, Rgb([255, 0, 0]));
         let out = overlay(&img, &[1.0, 0.0], &Colormap::jet());
