@@ -24,50 +24,33 @@ const GRID: Rgb<u8> = Rgb([225, 225, 225]);
 pub fn render(fe: &[EpochRow], ft: &[EpochRow]) -> RgbImage {
     let (w, h) = (1100u32, 460u32);
     let mut img = RgbImage::from_pixel(w, h, Rgb([255, 255, 255]));
-    let acc = vec![
-        Series {
-            label: "FE train",
-            colour: FE_TRAIN,
-            values: fe.iter().map(|m| m.train_acc).collect(),
-        },
-        Series {
-            label: "FE test",
-            colour: FE_TEST,
-            values: fe.iter().map(|m| m.test_acc).collect(),
-        },
-        Series {
-            label: "FT train",
-            colour: FT_TRAIN,
-            values: ft.iter().map(|m| m.train_acc).collect(),
-        },
-        Series {
-            label: "FT test",
-            colour: FT_TEST,
-            values: ft.iter().map(|m| m.test_acc).collect(),
-        },
-    ];
-    let loss = vec![
-        Series {
-            label: "FE train",
-            colour: FE_TRAIN,
-            values: fe.iter().map(|m| m.train_loss).collect(),
-        },
-        Series {
-            label: "FE test",
-            colour: FE_TEST,
-            values: fe.iter().map(|m| m.test_loss).collect(),
-        },
-        Series {
-            label: "FT train",
-            colour: FT_TRAIN,
-            values: ft.iter().map(|m| m.train_loss).collect(),
-        },
-        Series {
-            label: "FT test",
-            colour: FT_TEST,
-            values: ft.iter().map(|m| m.test_loss).collect(),
-        },
-    ];
+    // Train and test of both phases, for one quantity.
+    let series = |train: fn(&EpochRow) -> f64, test: fn(&EpochRow) -> f64| {
+        vec![
+            Series {
+                label: "FE train",
+                colour: FE_TRAIN,
+                values: fe.iter().map(train).collect(),
+            },
+            Series {
+                label: "FE test",
+                colour: FE_TEST,
+                values: fe.iter().map(test).collect(),
+            },
+            Series {
+                label: "FT train",
+                colour: FT_TRAIN,
+                values: ft.iter().map(train).collect(),
+            },
+            Series {
+                label: "FT test",
+                colour: FT_TEST,
+                values: ft.iter().map(test).collect(),
+            },
+        ]
+    };
+    let acc = series(|m| m.train_acc, |m| m.test_acc);
+    let loss = series(|m| m.train_loss, |m| m.test_loss);
     panel(&mut img, (0, 0, w / 2, h), "Accuracy", &acc, Some((0.0, 1.0)));
     panel(&mut img, (w / 2, 0, w / 2, h), "Loss", &loss, None);
     img
