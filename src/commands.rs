@@ -182,28 +182,16 @@ pub fn load_model(
     device: &candle_core::Device,
     num_classes_if_random: usize,
 ) -> Result<(crate::model::ResNet, Option<Vec<String>>)> {
-    let arch = crate::model::Arch::from_name(&config.model.arch)
-        .ok_or_else(|| eyre!("model.arch {:?} is unknown", config.model.arch))?;
     let pb = indicatif::ProgressBar::new(0);
     if !std::io::stderr().is_terminal() {
         pb.set_draw_target(indicatif::ProgressDrawTarget::hidden());
     }
-    let choice = crate::model::resolve_weights(&config.model.weights, &mut |done, total| {
+    let loaded = crate::model::load_configured(config, device, num_classes_if_random, &mut |done, total| {
         pb.set_length(total.unwrap_or(done));
         pb.set_position(done);
-    })
-    .map_err(|e| eyre!(e))?;
+    });
     pb.finish_and_clear();
-    match choice {
-        crate::model::WeightsChoice::Random => Ok((
-            crate::model::weights::random(arch, num_classes_if_random, config.seed, device)?,
-            None,
-        )),
-        crate::model::WeightsChoice::File(path) => {
-            tracing::info!("loading weights from {}", path.display());
-            Ok(crate::model::weights::load(&path, arch, device)?)
-        }
-    }
+    loaded.map_err(|e| eyre!(e))
 }
 
 /// `flowercam predict`.

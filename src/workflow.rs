@@ -291,7 +291,7 @@ fn run_phases(
     summary.timings.insert("explore".into(), t.elapsed().as_secs_f64());
     run.write_summary(summary).map_err(|e| e.to_string())?;
 
-    let (base, _) = load_base(config, device)?;
+    let (base, _) = model::load_configured(config, device, 1000, &mut |_, _| {})?;
     let augmenter = Augmenter::new(&config.image, &config.augment);
     let data = PhaseData {
         train: &decoded.train,
@@ -462,18 +462,6 @@ fn cam_targets(config: &Config, imgs: &[&CachedImage], probs: &[Vec<f32>], picks
             .collect()
     } else {
         imgs.iter().map(|im| im.label).collect()
-    }
-}
-
-fn load_base(config: &Config, device: &Device) -> Result<(ResNet, Option<Vec<String>>), String> {
-    let arch = model::Arch::from_name(&config.model.arch)
-        .ok_or_else(|| format!("model.arch {:?} is unknown", config.model.arch))?;
-    match model::resolve_weights(&config.model.weights, &mut |_, _| {})? {
-        model::WeightsChoice::Random => Ok((
-            model::weights::random(arch, 1000, config.seed, device).map_err(|e| e.to_string())?,
-            None,
-        )),
-        model::WeightsChoice::File(p) => model::weights::load(&p, arch, device).map_err(|e| e.to_string()),
     }
 }
 

@@ -121,3 +121,26 @@ pub fn resolve_weights(setting: &str, progress: &mut dyn FnMut(u64, Option<u64>)
         }
     }
 }
+
+/// The network the configuration asks for: `model.arch` with `model.weights`
+/// resolved (file, caches, download with `progress`, or random with
+/// `num_classes_if_random` outputs), plus a checkpoint's class names.
+pub fn load_configured(
+    config: &crate::config::Config,
+    device: &candle_core::Device,
+    num_classes_if_random: usize,
+    progress: &mut dyn FnMut(u64, Option<u64>),
+) -> Result<(ResNet, weights::ClassNames), String> {
+    let arch =
+        Arch::from_name(&config.model.arch).ok_or_else(|| format!("model.arch {:?} is unknown", config.model.arch))?;
+    match resolve_weights(&config.model.weights, progress)? {
+        WeightsChoice::Random => Ok((
+            weights::random(arch, num_classes_if_random, config.seed, device).map_err(|e| e.to_string())?,
+            None,
+        )),
+        WeightsChoice::File(path) => {
+            tracing::info!("loading weights from {}", path.display());
+            weights::load(&path, arch, device).map_err(|e| e.to_string())
+        }
+    }
+}
