@@ -298,3 +298,25 @@ pub fn workflow(config: &Config) -> Result<(), String> {
     );
     Ok(())
 }
+
+/// Time drawing each screen of the fixed TUI state into a `width`×`height`
+/// buffer (what a frame costs before the terminal sees it), colour and
+/// `NO_COLOR`, pictures already encoded.
+pub fn tui(width: u16, height: u16, iters: usize) {
+    use crate::tui::{app::Screen, fixture};
+    println!("TUI drawing, {width}×{height}, mean of {iters} frames (pictures encoded once beforehand):");
+    for screen in Screen::ALL {
+        let mut line = format!("  {:<9}", screen.title());
+        for no_color in [false, true] {
+            let (app, mut pictures) = fixture::state(screen, no_color);
+            fixture::draw(&app, &mut pictures, width, height);
+            let t = Instant::now();
+            for _ in 0..iters {
+                std::hint::black_box(fixture::draw(&app, &mut pictures, width, height));
+            }
+            let ms = t.elapsed().as_secs_f64() * 1000.0 / iters as f64;
+            line += &format!("  {}: {ms:.3} ms", if no_color { "NO_COLOR" } else { "colour" });
+        }
+        println!("{line}");
+    }
+}

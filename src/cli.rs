@@ -37,9 +37,10 @@ pub struct Common {
     /// Print lines instead of the full-screen interface (automatic when stdout is not a terminal).
     #[arg(long, global = true)]
     pub headless: bool,
-    /// Terminal graphics protocol.
-    #[arg(long, global = true, value_name = "auto|kitty|sixel|iterm2|halfblocks")]
-    pub graphics: Option<String>,
+    /// How images are drawn: auto asks the terminal (kitty, sixel, iTerm2 inline
+    /// images, also through tmux), halfblocks works everywhere.
+    #[arg(long, global = true, value_name = "auto|kitty|sixel|iterm2|halfblocks", default_value = "auto")]
+    pub graphics: String,
     /// Output folder (runs for `run`/`demo`, the dataset for `synth`).
     #[arg(long, global = true, value_name = "DIR")]
     pub out: Option<PathBuf>,
@@ -69,6 +70,8 @@ pub enum Command {
     Predict(PredictArgs),
     /// Measure decode, augmentation, forward and backward throughput on this machine.
     Bench(BenchArgs),
+    /// Open a finished (or stopped) run folder in the same screens, without training.
+    View(ViewArgs),
 }
 
 /// Options of `flowercam predict`.
@@ -104,8 +107,8 @@ pub struct BenchArgs {
     /// synthetic dataset with the real split sizes (160 / 412), or on --data.
     #[arg(long)]
     pub workflow: bool,
-    /// What to measure: data, model, cam or all.
-    #[arg(long, default_value = "all", value_parser = ["data", "model", "cam", "all"])]
+    /// What to measure: data, model, cam, tui (drawing each screen) or all.
+    #[arg(long, default_value = "all", value_parser = ["data", "model", "cam", "tui", "all"])]
     pub what: String,
     /// Batch size for the model measurements.
     #[arg(long, default_value_t = 32)]
@@ -119,6 +122,14 @@ pub struct BenchArgs {
     /// Images for the data measurements.
     #[arg(long, default_value_t = 256)]
     pub images: usize,
+}
+
+/// Options of `flowercam view`.
+#[derive(Debug, Args)]
+pub struct ViewArgs {
+    /// A run folder written by `flowercam run` or `demo` (runs/<timestamp>-<name>).
+    #[arg(value_name = "RUN_DIR")]
+    pub run_dir: PathBuf,
 }
 
 /// Options of `flowercam run` and `flowercam demo`.

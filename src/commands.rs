@@ -5,7 +5,7 @@ use std::io::IsTerminal;
 
 use color_eyre::eyre::{Context, Result, bail, eyre};
 
-use crate::cli::{BenchArgs, Common, FetchArgs, PredictArgs, RunArgs, SynthArgs};
+use crate::cli::{BenchArgs, Common, FetchArgs, PredictArgs, RunArgs, SynthArgs, ViewArgs};
 use crate::config::Config;
 use crate::data;
 
@@ -251,6 +251,9 @@ pub fn bench(config: &Config, args: &BenchArgs) -> Result<()> {
     if all || args.what == "cam" {
         crate::bench::cams(args.size.max(32), 32, &device)?;
     }
+    if all || args.what == "tui" {
+        crate::bench::tui(200, 50, 200);
+    }
     Ok(())
 }
 
@@ -287,17 +290,31 @@ fn ensure_demo_data(config: &Config) -> Result<std::path::PathBuf> {
     Ok(dir)
 }
 
+/// Whether this invocation draws the full-screen interface: `run`, `demo`
+/// and `view` on a terminal without `--headless`.
+pub fn uses_tui(command: Option<&crate::cli::Command>, common: &Common) -> bool {
+    use crate::cli::Command;
+    let full_screen = matches!(command, None | Some(Command::Run(_) | Command::Demo(_) | Command::View(_)));
+    full_screen && !common.headless && std::io::stdout().is_terminal() && std::io::stdin().is_terminal()
+}
+
 /// `flowercam run` and `flowercam demo`: the workflow on a worker thread,
-/// its events printed as lines. Ctrl-C stops after the current batch and
-/// keeps what finished; a second Ctrl-C exits at once.
-pub fn run_workflow(config: &Config, args: &RunArgs, demo: bool) -> Result<()> {
+/// shown in the TUI on a terminal, else printed as lines. Ctrl-C stops
+/// after the current batch and keeps what finished; a second one exits at once.
+pub fn run_workflow(config: &Config, common: &Common, args: &RunArgs, demo: bool) -> Result<()> {
     let phases = crate::workflow::PhaseSet::parse(&args.phases).map_err(|e| eyre!(e))?;
+    crate::tui::check_graphics(&common.graphics).map_err(|e| eyre!(e))?;
     let mut config = config.clone();
     if demo {
         config.data.root = ensure_demo_data(&config)?;
     }
     let label = demo.then(|| "demo: synthetic flowers with a planted shortcut, random weights".to_string());
-    if let Some(l) = &label {
+    let options = crate::workflow::WorkflowOptions { phases, label };
+    if uses_tui(None, common) {
+        let outcome = crate::tui::run_live(&config, options, &common.graphics).map_err(|e| eyre!(e))?;
+        return report_outcome(&outcome);
+    }
+    if let Some(l) = &options.label {
         println!("flowercam {l}");
     }
     let stop = crate::train::StopToken::new();
@@ -310,35 +327,9 @@ pub fn run_workflow(config: &Config, args: &RunArgs, demo: bool) -> Result<()> {
         handler_stop.stop();
     });
     let (tx, rx) = std::sync::mpsc::channel();
-    let worker = {
-        let stop = stop.clone();
-        let options = crate::workflow::WorkflowOptions { phases, label };
-        std::thread::Builder::new()
-            .name("flowercam-worker".into())
-            .spawn(move || {
-                let tx_panic = tx.clone();
-                let emit = move |ev| {
-                    let _ = tx.send(ev);
-                };
-                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    crate::workflow::run(&config, &options, &stop, &emit)
-                }));
-                match result {
-                    Ok(r) => r,
-                    Err(panic) => {
-                        let message = panic
-                            .downcast_ref::<String>()
-                            .cloned()
-                            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                            .unwrap_or_else(|| "worker panicked".into());
-                        let _ = tx_panic.send(crate::train::Event::Failed {
-                            message: format!("internal error: {message}"),
-                        });
-                        Err(message)
-                    }
-                }
-            })?
-    };
+    let worker = crate::workflow::spawn(config, options, stop, move |ev| {
+        let _ = tx.send(ev);
+    })?;
     let mut printer = crate::headless::Printer::default();
     for event in rx {
         printer.observe(&event);
@@ -351,4 +342,40 @@ pub fn run_workflow(config: &Config, args: &RunArgs, demo: bool) -> Result<()> {
         Ok(Err(message)) => Err(eyre!(message)),
         Err(_) => Err(eyre!("the worker thread died")),
     }
+}
+
+/// The lines left on the normal screen after the TUI closes.
+fn report_outcome(outcome: &crate::tui::Outcome) -> Result<()> {
+    use crate::tui::app::RunState;
+    let dir = outcome
+        .run_dir
+        .as_ref()
+        .map(|d| d.display().to_string())
+        .unwrap_or_else(|| "(no run folder)".into());
+    match &outcome.state {
+        RunState::Finished => println!("flowercam: finished; results in {dir} (report.md)"),
+        RunState::Stopped | RunState::Stopping => println!("flowercam: stopped; finished phases are saved in {dir}"),
+        RunState::Viewing => println!("flowercam: closed {dir}"),
+        RunState::Failed(message) => bail!("{message} (partial results in {dir})"),
+        RunState::Preparing | RunState::Running => println!("flowercam: left while running; see {dir}"),
+    }
+    Ok(())
+}
+
+/// `flowercam view RUN_DIR`: a finished run in the TUI, or its report as text.
+pub fn view(common: &Common, args: &ViewArgs) -> Result<()> {
+    let dir = &args.run_dir;
+    if !dir.join("summary.json").exists() {
+        bail!(
+            "{}: no summary.json here; pass a run folder written by flowercam run or demo (runs/<timestamp>-<name>)",
+            dir.display()
+        );
+    }
+    if uses_tui(None, common) {
+        let outcome = crate::tui::view(dir, &common.graphics).map_err(|e| eyre!(e))?;
+        return report_outcome(&outcome);
+    }
+    let summary = crate::browse::read_summary(dir).map_err(|e| eyre!(e))?;
+    print!("{}", crate::report::markdown(&summary));
+    Ok(())
 }

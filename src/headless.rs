@@ -19,6 +19,9 @@ impl Printer {
     /// The lines to print for `event` (often none).
     pub fn lines(&mut self, event: &Event) -> Vec<String> {
         match event {
+            Event::RunStarted { run_dir, device, .. } => {
+                vec![format!("run folder: {} (device: {device})", run_dir.display())]
+            }
             Event::DatasetProgress { done, total } => {
                 let quarter = done * 4 / (*total).max(1);
                 if quarter > self.last_progress_quarter || done == total {

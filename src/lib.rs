@@ -4,6 +4,7 @@
 //! terminal; the binary in `main.rs` wires it to the command line.
 
 pub mod bench;
+pub mod browse;
 pub mod cam;
 pub mod cli;
 pub mod commands;
@@ -16,4 +17,5 @@ pub mod model;
 pub mod predict;
 pub mod report;
 pub mod train;
+pub mod tui;
 pub mod workflow;

@@ -12,11 +12,6 @@ fn main() {
     let _ = color_eyre::config::HookBuilder::default()
         .display_env_section(false)
         .install();
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("FLOWERCAM_LOG").unwrap_or_else(|_| "warn".into()))
-        .without_time()
-        .init();
     if let Err(e) = run() {
         if std::env::var_os("FLOWERCAM_DEBUG").is_some() {
             eprintln!("{e:?}");
@@ -32,6 +27,7 @@ fn run() -> Result<()> {
     let cli = Cli::parse();
     let demo = matches!(cli.command, Some(Command::Demo(_)));
     let config = commands::resolve_config(&cli.common, demo)?;
+    init_logging(&config, commands::uses_tui(cli.command.as_ref(), &cli.common));
     commands::init_threads(&config);
     match &cli.command {
         Some(Command::Explore) => commands::explore(&config),
@@ -39,14 +35,38 @@ fn run() -> Result<()> {
         Some(Command::Fetch(args)) => commands::fetch(&config, args),
         Some(Command::Predict(args)) => commands::predict(&config, args),
         Some(Command::Bench(args)) => commands::bench(&config, args),
-        Some(Command::Run(args)) => commands::run_workflow(&config, args, false),
-        Some(Command::Demo(args)) => commands::run_workflow(&config, args, true),
+        Some(Command::Run(args)) => commands::run_workflow(&config, &cli.common, args, false),
+        Some(Command::Demo(args)) => commands::run_workflow(&config, &cli.common, args, true),
+        Some(Command::View(args)) => commands::view(&cli.common, args),
         None => commands::run_workflow(
             &config,
+            &cli.common,
             &flowercam::cli::RunArgs {
                 phases: "explore,fe,gradcam,ft,compare".into(),
             },
             false,
         ),
+    }
+}
+
+/// Logs go to stderr, except under the full-screen interface, where a
+/// stray line would corrupt the screen: then to `<output dir>/flowercam.log`.
+fn init_logging(config: &flowercam::config::Config, tui: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("FLOWERCAM_LOG").unwrap_or_else(|_| "warn".into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let file = tui
+        .then(|| {
+            std::fs::create_dir_all(&config.output.dir).ok()?;
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(config.output.dir.join("flowercam.log"))
+                .ok()
+        })
+        .flatten();
+    match file {
+        Some(f) => builder.with_ansi(false).with_writer(std::sync::Mutex::new(f)).init(),
+        None if tui => builder.with_writer(std::io::sink).init(),
+        None => builder.with_writer(std::io::stderr).without_time().init(),
     }
 }

@@ -179,6 +179,33 @@ fn predicted(probs: &[Vec<f32>]) -> Vec<usize> {
     train::metrics::argmax_rows(probs)
 }
 
+/// Run the workflow on a thread of its own. A panic in it becomes a
+/// `Failed` event (and an error from `join`), so listeners always hear how
+/// the run ended.
+pub fn spawn(
+    config: Config,
+    options: WorkflowOptions,
+    stop: StopToken,
+    emit: impl Fn(Event) + Send + Sync + 'static,
+) -> std::io::Result<std::thread::JoinHandle<Result<PathBuf, String>>> {
+    std::thread::Builder::new()
+        .name("flowercam-worker".into())
+        .spawn(move || {
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(&config, &options, &stop, &emit)));
+            result.unwrap_or_else(|panic| {
+                let message = panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_else(|| "worker panicked".into());
+                emit(Event::Failed {
+                    message: format!("internal error: {message}"),
+                });
+                Err(message)
+            })
+        })
+}
+
 /// Run the workflow. Events go to `emit` (from this thread); returns the run directory.
 pub fn run(
     config: &Config,
@@ -202,6 +229,11 @@ pub fn run(
     if let Some(label) = &options.label {
         summary.name = format!("{} ({label})", config.name);
     }
+    emit(Event::RunStarted {
+        run_dir: run.path.clone(),
+        device: summary.device.clone(),
+        name: summary.name.clone(),
+    });
     let result = run_phases(config, options, stop, emit, &device, &mut run, &mut summary);
     summary.timings.insert("total".into(), t_total.elapsed().as_secs_f64());
     let finalise = |summary: &mut Summary, run: &RunDir| -> Result<(), String> {
@@ -340,6 +372,15 @@ fn run_phases(
                 .map(|(i, _)| i)
                 .collect();
             summary.samples.misclassified.insert(phase.key().to_string(), mis);
+            let preds = outcome
+                .test_probs
+                .iter()
+                .map(|p| {
+                    let c = predicted(std::slice::from_ref(p))[0];
+                    (c, p[c])
+                })
+                .collect();
+            summary.samples.predictions.insert(phase.key().to_string(), preds);
             if phase == Phase::FeatureExtraction {
                 summary.feature_extraction = ps
             } else {

@@ -148,6 +148,61 @@ fn synth_run_predict_end_to_end() {
         summary["classes"].as_array().unwrap().iter().any(|c| c == class),
         "{class}"
     );
+
+    // `view` without a terminal prints the report.
+    let o = flowercam(&["view", run.to_str().unwrap()], d);
+    assert!(o.status.success() && text(&o).contains("# flowercam run"), "{}", text(&o));
+    let o = flowercam(&["view", d.to_str().unwrap()], d);
+    assert!(text(&o).contains("no summary.json here"), "{}", text(&o));
+
+    browse_the_run(run, d);
+}
+
+/// The Grad-CAM browser behind the TUI, on the run just trained.
+fn browse_the_run(run: &Path, d: &Path) {
+    use flowercam::browse::{Browser, CamTarget, Query, SampleFilter, read_config, read_summary};
+    use flowercam::cam::Method;
+    let mut config = read_config(run).unwrap();
+    config.data.root = d.join("data");
+    let summary = read_summary(run).unwrap();
+    let mut b = Browser::open(run, &config, &candle_core::Device::Cpu, &|_, _| {}).unwrap();
+    assert_eq!(b.model_names(), vec!["FE", "FT"]);
+    let preds = &summary.samples.predictions["fine_tuning"];
+    assert_eq!(preds.len(), b.test_images().len());
+    for class in 0..8 {
+        let all = b.members(class, SampleFilter::All);
+        let right = b.members(class, SampleFilter::Correct);
+        let wrong = b.members(class, SampleFilter::Misclassified);
+        assert_eq!(right.len() + wrong.len(), all.len());
+        assert!(right.iter().all(|&i| preds[i].0 == class));
+        assert!(wrong.iter().all(|&i| preds[i].0 != class));
+    }
+    let q = Query {
+        class: 3,
+        filter: SampleFilter::All,
+        index: 5,
+        target: CamTarget::Predicted,
+        method: Method::GradCamPlusPlus,
+    };
+    let v = b.show(q).unwrap();
+    let n = b.members(3, SampleFilter::All).len();
+    assert_eq!(v.count, n);
+    assert_eq!(v.query.index, 5 % n, "index wraps around");
+    let idx = v.test_index.unwrap();
+    assert_eq!(b.test_images()[idx].label, 3);
+    assert_eq!(v.image.as_ref().unwrap().dimensions(), (48, 48));
+    assert_eq!(v.models.len(), 2);
+    for m in &v.models {
+        assert_eq!(m.overlay.dimensions(), (48, 48));
+        assert_eq!(m.target, m.predicted, "target = prediction when asked");
+        assert!(m.focus.is_some_and(|f| (0.0..=1.0).contains(&f)), "synthetic images have masks");
+    }
+    assert_eq!((v.models[1].predicted, v.models[1].confidence), preds[idx]);
+    // Another method gives another map; the same query is answered from the cache identically.
+    let eigen = b.show(Query { method: Method::EigenCam, ..q }).unwrap();
+    assert_ne!(eigen.models[0].overlay, v.models[0].overlay);
+    assert_eq!(b.show(q).unwrap().models[0].overlay, v.models[0].overlay);
+    assert_eq!(b.thumbnails(32).len(), 8);
 }
 
 #[test]

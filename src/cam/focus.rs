@@ -35,7 +35,7 @@ pub fn focus(cam: &[f32], mask: &[bool]) -> Focus {
 }
 
 /// Per-class summary of a model's focus.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct ClassFocus {
     pub class: String,
     pub mean_energy: f64,

@@ -24,7 +24,7 @@ pub struct RawCams {
 }
 
 /// The CAM methods flowercam computes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Method {
     /// Gradients averaged over space weight the activation channels.
     GradCam,
@@ -53,6 +53,22 @@ impl Method {
             Method::HiResCam => "hirescam",
             Method::EigenCam => "eigencam",
         }
+    }
+
+    /// The name a person reads.
+    pub fn title(self) -> &'static str {
+        match self {
+            Method::GradCam => "Grad-CAM",
+            Method::GradCamPlusPlus => "Grad-CAM++",
+            Method::HiResCam => "HiResCAM",
+            Method::EigenCam => "EigenCAM",
+        }
+    }
+
+    /// The next method in [`Method::ALL`], wrapping around.
+    pub fn next(self) -> Method {
+        let i = Method::ALL.iter().position(|&m| m == self).unwrap_or(0);
+        Method::ALL[(i + 1) % Method::ALL.len()]
     }
 
     pub fn from_name(name: &str) -> Option<Method> {

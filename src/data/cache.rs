@@ -144,6 +144,36 @@ fn decode_sample(s: &Sample, short: u32) -> Result<CachedImage, (PathBuf, String
     })
 }
 
+/// Decode one split in parallel, in order; unreadable images are skipped
+/// and returned with the reason. `progress(done)` counts finished images.
+pub fn decode_samples(
+    samples: &[Sample],
+    short: u32,
+    progress: &(dyn Fn(usize) + Sync),
+) -> (Vec<CachedImage>, Vec<(PathBuf, String)>) {
+    let done = AtomicUsize::new(0);
+    let results: Vec<_> = samples
+        .par_iter()
+        .map(|s| {
+            let r = decode_sample(s, short);
+            progress(done.fetch_add(1, Ordering::Relaxed) + 1);
+            r
+        })
+        .collect();
+    let mut images = Vec::with_capacity(results.len());
+    let mut skipped = Vec::new();
+    for r in results {
+        match r {
+            Ok(img) => images.push(img),
+            Err(skip) => {
+                tracing::warn!("skipping {}: {}", skip.0.display(), skip.1);
+                skipped.push(skip);
+            }
+        }
+    }
+    (images, skipped)
+}
+
 /// Decode both splits in parallel. `progress(done, total)` is called as
 /// images finish (from worker threads). Unreadable images are skipped and
 /// listed; an empty class afterwards is an error.
@@ -153,30 +183,11 @@ pub fn decode_dataset(
     progress: &(dyn Fn(usize, usize) + Sync),
 ) -> Result<DecodedSet, String> {
     let total = ds.train.len() + ds.test.len();
-    let done = AtomicUsize::new(0);
-    let run = |samples: &[Sample]| -> Vec<Result<CachedImage, (PathBuf, String)>> {
-        samples
-            .par_iter()
-            .map(|s| {
-                let r = decode_sample(s, short);
-                progress(done.fetch_add(1, Ordering::Relaxed) + 1, total);
-                r
-            })
-            .collect()
-    };
-    let mut out = DecodedSet::default();
-    for (results, dest) in [(run(&ds.train), 0), (run(&ds.test), 1)] {
-        for r in results {
-            match r {
-                Ok(img) if dest == 0 => out.train.push(img),
-                Ok(img) => out.test.push(img),
-                Err(skip) => {
-                    tracing::warn!("skipping {}: {}", skip.0.display(), skip.1);
-                    out.skipped.push(skip);
-                }
-            }
-        }
-    }
+    let (train, mut skipped) = decode_samples(&ds.train, short, &|done| progress(done, total));
+    let offset = ds.train.len();
+    let (test, skipped_test) = decode_samples(&ds.test, short, &|done| progress(offset + done, total));
+    skipped.extend(skipped_test);
+    let out = DecodedSet { train, test, skipped };
     for (i, class) in ds.classes.iter().enumerate() {
         for (split, images) in [("training", &out.train), ("test", &out.test)] {
             if !images.iter().any(|im| im.label == i) {

@@ -10,14 +10,14 @@ pub mod sheet;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::cam::focus::ClassFocus;
 use crate::fsutil::write_atomic;
 use crate::train::metrics::EpochMetrics;
 
 /// One epoch as DESIGN.md's `summary.json` lists it.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct EpochRow {
     pub epoch: usize,
     pub train_loss: f64,
@@ -41,7 +41,7 @@ impl From<&EpochMetrics> for EpochRow {
 }
 
 /// A training phase's results.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct PhaseSummary {
     pub final_test_acc: f64,
     pub per_class_acc: Vec<f64>,
@@ -68,7 +68,8 @@ impl PhaseSummary {
 }
 
 /// Test images shown in the Grad-CAM figures, by index into the test split.
-#[derive(Debug, Clone, Serialize, Default, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
+#[serde(default)]
 pub struct Samples {
     /// Phase 3: the first two correctly classified test images per class (FE model).
     pub phase3: Vec<usize>,
@@ -76,10 +77,14 @@ pub struct Samples {
     pub phase5: Vec<usize>,
     /// Misclassified test images per model, for browsing.
     pub misclassified: BTreeMap<String, Vec<usize>>,
+    /// Per model, every test image's `(predicted class, confidence)`, so a
+    /// finished run can be browsed without classifying the test set again.
+    pub predictions: BTreeMap<String, Vec<(usize, f32)>>,
 }
 
 /// Everything `summary.json` holds.
-#[derive(Debug, Clone, Serialize, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(default)]
 pub struct Summary {
     pub name: String,
     pub classes: Vec<String>,

@@ -1,5 +1,5 @@
 //! What the worker tells its listeners (the TUI, headless printing). Events
-//! arrive in this order for a run: `DatasetProgress`* → `DatasetReady` →
+//! arrive in this order for a run: `RunStarted` → `DatasetProgress`* → `DatasetReady` →
 //! for each phase: `PhaseStarted` → (`Batch`* → `EpochDone`)* → `PhaseDone`
 //! → … → `Finished`; `Failed` or `Stopped` can end the stream instead.
 
@@ -45,6 +45,13 @@ impl Phase {
 /// A message from the worker.
 #[derive(Debug, Clone)]
 pub enum Event {
+    /// The run folder exists; everything later is written into it.
+    RunStarted {
+        run_dir: PathBuf,
+        device: String,
+        /// The run's name, with the demo's label if any.
+        name: String,
+    },
     DatasetProgress {
         done: usize,
         total: usize,
