@@ -251,7 +251,10 @@ impl Browser {
         (0..self.classes.len())
             .filter_map(|c| {
                 let img = self.test.iter().find(|im| im.label == c)?;
-                Some((c, data::cache::resize_rgb(&display_crop(img, self.config.image.size), None, size, size)))
+                Some((
+                    c,
+                    data::cache::resize_rgb(&display_crop(img, self.config.image.size), None, size, size),
+                ))
             })
             .collect()
     }

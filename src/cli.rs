@@ -39,7 +39,12 @@ pub struct Common {
     pub headless: bool,
     /// How images are drawn: auto asks the terminal (kitty, sixel, iTerm2 inline
     /// images, also through tmux), halfblocks works everywhere.
-    #[arg(long, global = true, value_name = "auto|kitty|sixel|iterm2|halfblocks", default_value = "auto")]
+    #[arg(
+        long,
+        global = true,
+        value_name = "auto|kitty|sixel|iterm2|halfblocks",
+        default_value = "auto"
+    )]
     pub graphics: String,
     /// Output folder (runs for `run`/`demo`, the dataset for `synth`).
     #[arg(long, global = true, value_name = "DIR")]

@@ -294,7 +294,10 @@ fn ensure_demo_data(config: &Config) -> Result<std::path::PathBuf> {
 /// and `view` on a terminal without `--headless`.
 pub fn uses_tui(command: Option<&crate::cli::Command>, common: &Common) -> bool {
     use crate::cli::Command;
-    let full_screen = matches!(command, None | Some(Command::Run(_) | Command::Demo(_) | Command::View(_)));
+    let full_screen = matches!(
+        command,
+        None | Some(Command::Run(_) | Command::Demo(_) | Command::View(_))
+    );
     full_screen && !common.headless && std::io::stdout().is_terminal() && std::io::stdin().is_terminal()
 }
 

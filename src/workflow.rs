@@ -191,7 +191,8 @@ pub fn spawn(
     std::thread::Builder::new()
         .name("flowercam-worker".into())
         .spawn(move || {
-            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(&config, &options, &stop, &emit)));
+            let result =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(&config, &options, &stop, &emit)));
             result.unwrap_or_else(|panic| {
                 let message = panic
                     .downcast_ref::<String>()

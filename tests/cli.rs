@@ -151,7 +151,11 @@ fn synth_run_predict_end_to_end() {
 
     // `view` without a terminal prints the report.
     let o = flowercam(&["view", run.to_str().unwrap()], d);
-    assert!(o.status.success() && text(&o).contains("# flowercam run"), "{}", text(&o));
+    assert!(
+        o.status.success() && text(&o).contains("# flowercam run"),
+        "{}",
+        text(&o)
+    );
     let o = flowercam(&["view", d.to_str().unwrap()], d);
     assert!(text(&o).contains("no summary.json here"), "{}", text(&o));
 
@@ -195,11 +199,19 @@ fn browse_the_run(run: &Path, d: &Path) {
     for m in &v.models {
         assert_eq!(m.overlay.dimensions(), (48, 48));
         assert_eq!(m.target, m.predicted, "target = prediction when asked");
-        assert!(m.focus.is_some_and(|f| (0.0..=1.0).contains(&f)), "synthetic images have masks");
+        assert!(
+            m.focus.is_some_and(|f| (0.0..=1.0).contains(&f)),
+            "synthetic images have masks"
+        );
     }
     assert_eq!((v.models[1].predicted, v.models[1].confidence), preds[idx]);
     // Another method gives another map; the same query is answered from the cache identically.
-    let eigen = b.show(Query { method: Method::EigenCam, ..q }).unwrap();
+    let eigen = b
+        .show(Query {
+            method: Method::EigenCam,
+            ..q
+        })
+        .unwrap();
     assert_ne!(eigen.models[0].overlay, v.models[0].overlay);
     assert_eq!(b.show(q).unwrap().models[0].overlay, v.models[0].overlay);
     assert_eq!(b.thumbnails(32).len(), 8);

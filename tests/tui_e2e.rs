@@ -50,12 +50,19 @@ impl Tmux {
 
 impl Drop for Tmux {
     fn drop(&mut self) {
-        let _ = Command::new("tmux").arg("-S").arg(&self.socket).arg("kill-server").output();
+        let _ = Command::new("tmux")
+            .arg("-S")
+            .arg(&self.socket)
+            .arg("kill-server")
+            .output();
     }
 }
 
 fn tmux_available() -> bool {
-    Command::new("tmux").arg("-V").output().is_ok_and(|o| o.status.success())
+    Command::new("tmux")
+        .arg("-V")
+        .output()
+        .is_ok_and(|o| o.status.success())
 }
 
 fn find_run(runs: &Path) -> PathBuf {
@@ -103,14 +110,23 @@ fn demo_in_tmux_trains_browses_and_restores_the_terminal() {
     tmux.wait_for(&|s| s.contains("Epochs") && s.contains("FE  1"), "FE epoch rows", 300);
     // Grad-CAM screen: the class list, then the first class's views once FE is done.
     tmux.keys(&["3"]);
-    tmux.wait_for(&|s| s.contains("acc") && s.contains("focus"), "the Grad-CAM class list", 30);
-    let s = tmux.wait_for(&|s| s.contains("finished"), "the end of the workflow", 400);
-    assert!(s.contains("FE Grad-CAM") || s.contains("computing"), "{s}");
-    tmux.wait_for(&|s| s.contains("FT Grad-CAM") && s.contains("1/"), "FE and FT overlays", 60);
+    tmux.wait_for(
+        &|s| s.contains("acc") && s.contains("focus"),
+        "the Grad-CAM class list",
+        30,
+    );
+    // The status line (second row) says when the workflow is done.
+    let done = |s: &str| s.lines().nth(1).is_some_and(|l| l.starts_with("finished ·"));
+    tmux.wait_for(&done, "the end of the workflow", 400);
+    tmux.wait_for(
+        &|s| s.contains("FT Grad-CAM") && s.contains("1/"),
+        "FE and FT overlays",
+        60,
+    );
     // j moves to the next class: its name titles the sample panel.
     tmux.keys(&["j"]);
     tmux.wait_for(
-        &|s| s.lines().any(|l| l.contains("hard-leaved pocket orchid ·")),
+        &|s| s.lines().any(|l| l.contains("globe thistle ·")),
         "the second class selected",
         60,
     );
@@ -118,9 +134,16 @@ fn demo_in_tmux_trains_browses_and_restores_the_terminal() {
     tmux.wait_for(&|s| s.contains(" 2/"), "the second sample", 60);
     tmux.keys(&["?"]);
     tmux.wait_for(&|s| s.contains("keys") && s.contains("Ctrl-C"), "the help overlay", 10);
+    // Esc closes it (then wait: Esc followed at once by q would read as Alt-q).
     tmux.keys(&["Escape"]);
+    tmux.wait_for(&|s| !s.contains("Ctrl-C"), "the help overlay to close", 10);
     tmux.keys(&["q"]);
-    let s = tmux.wait_for(&|s| s.contains("EXIT="), "the shell prompt after quitting", 30);
+    // "EXIT=<digit>", not the typed "EXIT=$?".
+    let exited = |s: &str| {
+        s.match_indices("EXIT=")
+            .any(|(i, _)| s[i + 5..].starts_with(|c: char| c.is_ascii_digit()))
+    };
+    let s = tmux.wait_for(&exited, "the shell prompt after quitting", 30);
     assert!(s.contains("EXIT=0"), "{s}");
     assert!(s.contains("flowercam: finished; results in"), "{s}");
 
@@ -134,7 +157,10 @@ fn demo_in_tmux_trains_browses_and_restores_the_terminal() {
         std::thread::sleep(Duration::from_millis(100));
     }
     let stty = std::fs::read_to_string(&stty_file).unwrap();
-    assert!(stty.contains(" icanon") && stty.contains(" echo "), "terminal left raw: {stty}");
+    assert!(
+        stty.contains(" icanon") && stty.contains(" echo "),
+        "terminal left raw: {stty}"
+    );
 
     let run = find_run(&dir.path().join("runs"));
     for f in [

@@ -97,7 +97,11 @@ fn pictures_are_drawn_as_coloured_half_blocks() {
         .collect();
     assert!(blocks.len() > 600, "only {} picture cells", blocks.len());
     let distinct: std::collections::HashSet<String> = blocks.iter().map(|c| format!("{:?}{:?}", c.fg, c.bg)).collect();
-    assert!(distinct.len() > 4, "pictures should have several colours, got {}", distinct.len());
+    assert!(
+        distinct.len() > 4,
+        "pictures should have several colours, got {}",
+        distinct.len()
+    );
 }
 
 #[test]
@@ -107,7 +111,10 @@ fn overlays_and_prompts() {
     insta::assert_snapshot!("help_80x24", render_text(&fixture::draw(&app, &mut pictures, 80, 24)));
     app.help = false;
     app.confirm_quit = true;
-    insta::assert_snapshot!("confirm_80x24", render_text(&fixture::draw(&app, &mut pictures, 80, 24)));
+    insta::assert_snapshot!(
+        "confirm_80x24",
+        render_text(&fixture::draw(&app, &mut pictures, 80, 24))
+    );
     app.confirm_quit = false;
     let small = fixture::draw(&app, &mut pictures, 79, 30);
     let text: String = small.content().iter().map(|c| c.symbol()).collect();

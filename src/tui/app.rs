@@ -268,11 +268,7 @@ impl App {
         app.screen = Screen::Compare;
         app.state = RunState::Viewing;
         app.device = summary.device.clone();
-        app.data_root = summary
-            .dataset
-            .get("root")
-            .and_then(|v| v.as_str())
-            .map(PathBuf::from);
+        app.data_root = summary.dataset.get("root").and_then(|v| v.as_str()).map(PathBuf::from);
         app.table = table;
         for (phase, p) in [
             (Phase::FeatureExtraction, &summary.feature_extraction),
@@ -612,7 +608,10 @@ mod tests {
                 masks: 0,
             })
             .collect();
-        assert!(app.on_key(key(KeyCode::Char('3'))).is_empty(), "no model yet: nothing to ask");
+        assert!(
+            app.on_key(key(KeyCode::Char('3'))).is_empty(),
+            "no model yet: nothing to ask"
+        );
         let cmds = app.browser_ready(vec!["FE"]);
         assert_eq!(cmds.len(), 1);
         let cmds = app.on_key(key(KeyCode::Char('k')));

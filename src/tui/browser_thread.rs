@@ -58,11 +58,13 @@ fn serve(run_dir: PathBuf, config: Config, device: Device, rx: Receiver<Request>
                 Request::Load => {
                     let result = match browser.as_mut() {
                         Some(b) => b.reload(&run_dir).map(|()| Vec::new()),
-                        None => Browser::open(&run_dir, &config, &device, &|d, t| send(Reply::Progress(d, t))).map(|b| {
-                            let thumbs = b.thumbnails(96);
-                            browser = Some(b);
-                            thumbs
-                        }),
+                        None => {
+                            Browser::open(&run_dir, &config, &device, &|d, t| send(Reply::Progress(d, t))).map(|b| {
+                                let thumbs = b.thumbnails(96);
+                                browser = Some(b);
+                                thumbs
+                            })
+                        }
                     };
                     match (result, browser.as_ref()) {
                         (Ok(thumbnails), Some(b)) => send(Reply::Ready {

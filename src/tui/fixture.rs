@@ -109,7 +109,11 @@ fn focus(values: &[f64]) -> Vec<ClassFocus> {
 
 /// The fixed state: FT running (epoch 3 of 5), FE finished, CAM shown.
 pub fn state(screen: Screen, no_color: bool) -> (App, Pictures) {
-    let mut app = App::new("flowers", Some("demo: synthetic flowers, random weights".into()), no_color);
+    let mut app = App::new(
+        "flowers",
+        Some("demo: synthetic flowers, random weights".into()),
+        no_color,
+    );
     app.screen = screen;
     app.state = RunState::Running;
     app.device = "cpu (2 threads)".into();
@@ -126,7 +130,10 @@ pub fn state(screen: Screen, no_color: bool) -> (App, Pictures) {
             masks: 20,
         })
         .collect();
-    app.skipped = vec![(PathBuf::from("data/flowers-102/jpg/image_00042.jpg"), "not a JPEG".into())];
+    app.skipped = vec![(
+        PathBuf::from("data/flowers-102/jpg/image_00042.jpg"),
+        "not a JPEG".into(),
+    )];
     let fe_acc = [12, 9, 15, 11, 17, 13, 10, 8];
     let ft_acc = [18, 16, 19, 15, 20, 17, 18, 7];
     let fe_rows = epochs(5, 0.4, 0.66);

@@ -362,7 +362,10 @@ impl Ui {
     }
 
     fn load_filters(&mut self, dir: &Path) {
-        for (id, file) in [(PicId::Filters, "filters_conv1.png"), (PicId::Activations, "activations_layer4.png")] {
+        for (id, file) in [
+            (PicId::Filters, "filters_conv1.png"),
+            (PicId::Activations, "activations_layer4.png"),
+        ] {
             match image::open(dir.join(file)) {
                 Ok(img) => self.pictures.set(id, img.to_rgb8()),
                 Err(e) => tracing::info!("{file}: {e}"),
@@ -463,4 +466,3 @@ impl Ui {
         }
     }
 }
-

@@ -41,8 +41,10 @@ impl Drop for Guard {
 /// Enter raw mode and the alternate screen, with the panic hook in place.
 pub fn enter() -> std::io::Result<Guard> {
     install_panic_hook();
-    *UI_THREAD.get_or_init(|| Mutex::new(None)).lock().unwrap_or_else(|e| e.into_inner()) =
-        Some(std::thread::current().id());
+    *UI_THREAD
+        .get_or_init(|| Mutex::new(None))
+        .lock()
+        .unwrap_or_else(|e| e.into_inner()) = Some(std::thread::current().id());
     terminal::enable_raw_mode()?;
     ACTIVE.store(true, Ordering::SeqCst);
     let mut out = stdout();

@@ -12,7 +12,10 @@ use crate::tui::app::App;
 use crate::tui::theme::Theme;
 
 pub fn render(app: &App, theme: Theme, area: Rect, buf: &mut Buffer) {
-    let Some(s) = app.summary.as_ref().filter(|s| s.feature_extraction.is_some() || s.fine_tuning.is_some())
+    let Some(s) = app
+        .summary
+        .as_ref()
+        .filter(|s| s.feature_extraction.is_some() || s.fine_tuning.is_some())
     else {
         let block = Block::default().borders(Borders::ALL).title(" Compare ");
         let inner = block.inner(area);
@@ -31,7 +34,10 @@ pub fn render(app: &App, theme: Theme, area: Rect, buf: &mut Buffer) {
 
 fn accuracy(s: &Summary, theme: Theme, area: Rect, buf: &mut Buffer) {
     let mut rows = Vec::new();
-    for (name, p) in [("feature extraction", &s.feature_extraction), ("fine-tuning", &s.fine_tuning)] {
+    for (name, p) in [
+        ("feature extraction", &s.feature_extraction),
+        ("fine-tuning", &s.fine_tuning),
+    ] {
         if let Some(p) = p {
             let last = p.epochs.last();
             let train = last.map(|e| e.train_acc).unwrap_or(0.0);
@@ -90,14 +96,21 @@ fn flagged(s: &Summary, theme: Theme, area: Rect, buf: &mut Buffer) {
         } else {
             Span::styled(flagged.join(", "), theme.bad())
         };
-        lines.push(Line::from(vec![Span::styled(format!("{name}: "), theme.accent()), text]));
+        lines.push(Line::from(vec![
+            Span::styled(format!("{name}: "), theme.accent()),
+            text,
+        ]));
     }
     if lines.is_empty() {
         lines.push(Line::from(Span::styled("no masks: focus not scored", theme.dim())));
     }
     Paragraph::new(lines)
         .wrap(ratatui::widgets::Wrap { trim: true })
-        .block(Block::default().borders(Borders::ALL).title(" Shortcut check: low focus ⚑ "))
+        .block(
+            Block::default()
+                .borders(Borders::ALL)
+                .title(" Shortcut check: low focus ⚑ "),
+        )
         .render(area, buf);
 }
 
@@ -168,7 +181,12 @@ fn matrices(s: &Summary, theme: Theme, area: Rect, buf: &mut Buffer) {
         .filter_map(|(n, p)| p.as_ref().map(|p| (n, p)))
         .collect();
     let n = s.classes.len();
-    let max = list.iter().flat_map(|(_, p)| p.confusion.iter().flatten()).copied().max().unwrap_or(0);
+    let max = list
+        .iter()
+        .flat_map(|(_, p)| p.confusion.iter().flatten())
+        .copied()
+        .max()
+        .unwrap_or(0);
     // Side by side when both fit, else the newest model's alone.
     let half = (area.width / list.len().max(1) as u16).saturating_sub(2);
     if list.len() > 1 && cell_width(half, n, max).is_none() {

@@ -18,7 +18,8 @@ pub fn render(app: &App, theme: Theme, pictures: &mut Pictures, area: Rect, buf:
     block.render(left, buf);
     if app.table.is_empty() {
         if let Some((done, total)) = app.decoding {
-            let [_, g, _] = Layout::vertical([Constraint::Fill(1), Constraint::Length(1), Constraint::Fill(1)]).areas(inner);
+            let [_, g, _] =
+                Layout::vertical([Constraint::Fill(1), Constraint::Length(1), Constraint::Fill(1)]).areas(inner);
             Gauge::default()
                 .gauge_style(theme.bar())
                 .ratio(done as f64 / total.max(1) as f64)
@@ -97,7 +98,10 @@ fn class_table(app: &App, theme: Theme, area: Rect, buf: &mut Buffer) {
             theme.warn(),
         )));
         for (path, why) in &app.skipped {
-            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
             lines.push(Line::from(format!("  {name}: {why}")));
         }
     }
@@ -105,7 +109,9 @@ fn class_table(app: &App, theme: Theme, area: Rect, buf: &mut Buffer) {
 }
 
 fn samples(app: &App, theme: Theme, pictures: &mut Pictures, area: Rect, buf: &mut Buffer) {
-    let block = Block::default().borders(Borders::ALL).title(" First test image per class ");
+    let block = Block::default()
+        .borders(Borders::ALL)
+        .title(" First test image per class ");
     let inner = block.inner(area);
     block.render(area, buf);
     if app.thumbnails.is_empty() {

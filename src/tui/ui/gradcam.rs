@@ -48,7 +48,11 @@ fn class_list(app: &App, theme: Theme, area: Rect, buf: &mut Buffer) {
                 Line::from(head(name, 18)),
                 Line::from(acc.map(|a| format!("{:.0}%", a * 100.0)).unwrap_or_else(|| "–".into())).right_aligned(),
                 Line::from(focus.map(|f| format!("{f:.2}")).unwrap_or_else(|| "–".into())).right_aligned(),
-                Line::from(if flagged { Span::styled("⚑", theme.bad()) } else { Span::raw("") }),
+                Line::from(if flagged {
+                    Span::styled("⚑", theme.bad())
+                } else {
+                    Span::raw("")
+                }),
             ]);
             if i == app.cam.class {
                 row.style(theme.selected())
@@ -66,12 +70,15 @@ fn class_list(app: &App, theme: Theme, area: Rect, buf: &mut Buffer) {
             Constraint::Length(1),
         ],
     )
-    .header(Row::new(vec![
-        Line::from("class"),
-        Line::from("acc").right_aligned(),
-        Line::from("focus").right_aligned(),
-        Line::from(""),
-    ]).style(theme.accent()))
+    .header(
+        Row::new(vec![
+            Line::from("class"),
+            Line::from("acc").right_aligned(),
+            Line::from("focus").right_aligned(),
+            Line::from(""),
+        ])
+        .style(theme.accent()),
+    )
     .block(Block::default().borders(Borders::ALL).title(" Classes "))
     .render(area, buf);
 }
@@ -90,7 +97,10 @@ fn sample(app: &App, theme: Theme, pictures: &mut Pictures, area: Rect, buf: &mu
         crate::browse::CamTarget::TrueLabel => "true",
         crate::browse::CamTarget::Predicted => "predicted",
     };
-    let title = format!(" {class_name} · {position} {} · target {target}{busy} ", cam.filter.label());
+    let title = format!(
+        " {class_name} · {position} {} · target {target}{busy} ",
+        cam.filter.label()
+    );
     let block = Block::default().borders(Borders::ALL).title(title);
     let inner = block.inner(area);
     block.render(area, buf);
@@ -107,7 +117,10 @@ fn sample(app: &App, theme: Theme, pictures: &mut Pictures, area: Rect, buf: &mu
     };
     if shown.count == 0 {
         centered_note(
-            &format!("no {} test image of {class_name}; m changes the filter", cam.filter.label()),
+            &format!(
+                "no {} test image of {class_name}; m changes the filter",
+                cam.filter.label()
+            ),
             theme,
             inner,
             buf,
@@ -117,14 +130,12 @@ fn sample(app: &App, theme: Theme, pictures: &mut Pictures, area: Rect, buf: &mu
     let columns = 1 + shown.models.len();
     let cols = Layout::horizontal(vec![Constraint::Fill(1); columns]).split(inner);
     for (i, col) in cols.iter().enumerate() {
-        let [head_area, pic, caption] = Layout::vertical([
-            Constraint::Length(1),
-            Constraint::Min(0),
-            Constraint::Length(2),
-        ])
-        .areas(*col);
+        let [head_area, pic, caption] =
+            Layout::vertical([Constraint::Length(1), Constraint::Min(0), Constraint::Length(2)]).areas(*col);
         if i == 0 {
-            Paragraph::new(Span::styled("image", theme.accent())).centered().render(head_area, buf);
+            Paragraph::new(Span::styled("image", theme.accent()))
+                .centered()
+                .render(head_area, buf);
             pictures.render(PicId::Sample, pic, buf);
             let index = shown.test_index.map(|t| format!("test image #{t}")).unwrap_or_default();
             Paragraph::new(vec![
@@ -135,9 +146,12 @@ fn sample(app: &App, theme: Theme, pictures: &mut Pictures, area: Rect, buf: &mu
             continue;
         }
         let m = &shown.models[i - 1];
-        Paragraph::new(Span::styled(format!("{} {}", m.name, cam.method.title()), theme.accent()))
-            .centered()
-            .render(head_area, buf);
+        Paragraph::new(Span::styled(
+            format!("{} {}", m.name, cam.method.title()),
+            theme.accent(),
+        ))
+        .centered()
+        .render(head_area, buf);
         pictures.render(PicId::Overlay(i - 1), pic, buf);
         let right = m.predicted == app.cam.class;
         let pred = names.get(m.predicted).cloned().unwrap_or_default();

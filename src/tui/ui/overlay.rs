@@ -51,7 +51,10 @@ pub fn help(theme: Theme, area: Rect, buf: &mut Buffer) {
             if what.is_empty() {
                 Line::from(Span::styled(*k, theme.accent()))
             } else {
-                Line::from(vec![Span::styled(format!("{k:>16}  "), theme.accent()), Span::raw(*what)])
+                Line::from(vec![
+                    Span::styled(format!("{k:>16}  "), theme.accent()),
+                    Span::raw(*what),
+                ])
             }
         })
         .collect();
@@ -76,6 +79,11 @@ pub fn confirm_quit(theme: Theme, area: Rect, buf: &mut Buffer) {
     ];
     Paragraph::new(text)
         .wrap(Wrap { trim: true })
-        .block(Block::default().borders(Borders::ALL).title(" quit? ").border_style(theme.warn()))
+        .block(
+            Block::default()
+                .borders(Borders::ALL)
+                .title(" quit? ")
+                .border_style(theme.warn()),
+        )
         .render(rect, buf);
 }

@@ -67,7 +67,10 @@ fn progress(app: &App, theme: Theme, area: Rect, buf: &mut Buffer) {
         spans.push(Span::styled(format!(" · trains {}", log.trainable), theme.dim()));
     }
     if app.state != RunState::Viewing {
-        spans.push(Span::styled(format!(" · elapsed {}", clock(app.elapsed())), theme.dim()));
+        spans.push(Span::styled(
+            format!(" · elapsed {}", clock(app.elapsed())),
+            theme.dim(),
+        ));
     }
     if let Some(eta) = app.phase_eta().filter(|_| app.current.is_some()) {
         spans.push(Span::styled(format!(" · phase ETA {}", clock(eta)), theme.dim()));
@@ -204,7 +207,11 @@ fn chart(app: &App, theme: Theme, area: Rect, buf: &mut Buffer, accuracy: bool) 
     let y_labels: Vec<Line> = if accuracy {
         vec!["0%".into(), "50%".into(), "100%".into()]
     } else {
-        vec!["0".into(), format!("{:.2}", y_max / 2.0).into(), format!("{y_max:.2}").into()]
+        vec![
+            "0".into(),
+            format!("{:.2}", y_max / 2.0).into(),
+            format!("{y_max:.2}").into(),
+        ]
     };
     Chart::new(datasets)
         .block(Block::default().borders(Borders::ALL).title(title))
@@ -228,7 +235,12 @@ fn sparkline(app: &App, theme: Theme, area: Rect, buf: &mut Buffer) {
     let block = Block::default().borders(Borders::ALL).title(title);
     let inner = block.inner(area);
     block.render(area, buf);
-    let max = app.batch_losses.iter().cloned().filter(|v| v.is_finite()).fold(0.0f64, f64::max);
+    let max = app
+        .batch_losses
+        .iter()
+        .cloned()
+        .filter(|v| v.is_finite())
+        .fold(0.0f64, f64::max);
     if max <= 0.0 {
         return;
     }
