@@ -562,10 +562,11 @@ fn gradcam_fe(
     let filters = cam::views::conv1_filters(&fe.model, 4).map_err(|e| e.to_string())?;
     run.write_png("filters_conv1.png", &filters)
         .map_err(|e| format!("filters_conv1.png: {e}"))?;
-    if let Some(first) = imgs.first() {
+    // The first Grad-CAM sample, or the first test image when the FE model got none right.
+    if let Some(first) = imgs.first().copied().or(decoded.test.first()) {
         let aug = Augmenter::new(&config.image, &config.augment);
         let x = aug
-            .batch(&[*first], false, 0, 0, 0, device)
+            .batch(&[first], false, 0, 0, 0, device)
             .map_err(|e| e.to_string())?;
         let acts = cam::views::layer4_activations(&fe.model, &x, 48).map_err(|e| e.to_string())?;
         run.write_png("activations_layer4.png", &acts)

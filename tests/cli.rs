@@ -81,17 +81,7 @@ fn synth_run_predict_end_to_end() {
         .collect();
     assert_eq!(runs.len(), 1);
     let run = &runs[0];
-    for f in [
-        "config.toml",
-        "metrics.jsonl",
-        "summary.json",
-        "fe.safetensors",
-        "ft.safetensors",
-        "curves.png",
-        "gradcam_fe.png",
-        "gradcam_compare.png",
-        "report.md",
-    ] {
+    for f in common::RUN_FILES {
         assert!(run.join(f).is_file(), "missing {f}");
     }
     assert_eq!(

@@ -163,19 +163,7 @@ fn demo_in_tmux_trains_browses_and_restores_the_terminal() {
     );
 
     let run = find_run(&dir.path().join("runs"));
-    for f in [
-        "config.toml",
-        "metrics.jsonl",
-        "summary.json",
-        "fe.safetensors",
-        "ft.safetensors",
-        "curves.png",
-        "gradcam_fe.png",
-        "gradcam_compare.png",
-        "filters_conv1.png",
-        "activations_layer4.png",
-        "report.md",
-    ] {
+    for f in common::RUN_FILES {
         assert!(run.join(f).is_file(), "{} lacks {f}", run.display());
     }
     let summary: serde_json::Value =
@@ -187,3 +175,5 @@ fn demo_in_tmux_trains_browses_and_restores_the_terminal() {
         assert!(!log.contains("ERROR"), "{log}");
     }
 }
+
+mod common;

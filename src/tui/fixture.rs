@@ -18,16 +18,10 @@ use crate::data::ClassRow;
 use crate::report::{EpochRow, PhaseSummary, Samples, Summary};
 use crate::train::Phase;
 
-const CLASSES: [&str; 8] = [
-    "pink primrose",
-    "hard-leaved pocket orchid",
-    "canterbury bells",
-    "sweet pea",
-    "english marigold",
-    "tiger lily",
-    "moon orchid",
-    "wild pansy",
-];
+/// The default configuration's eight species, as the real app shows them.
+fn classes() -> Vec<String> {
+    crate::config::Config::defaults().data.classes
+}
 
 /// A deterministic picture: a gradient with a disc, tinted per `seed`.
 pub fn picture(seed: u32, size: u32) -> RgbImage {
@@ -94,7 +88,7 @@ fn phase(acc: &[usize], rows: Vec<EpochRow>) -> PhaseSummary {
 }
 
 fn focus(values: &[f64]) -> Vec<ClassFocus> {
-    CLASSES
+    classes()
         .iter()
         .zip(values)
         .map(|(c, &v)| ClassFocus {
@@ -119,7 +113,7 @@ pub fn state(screen: Screen, no_color: bool) -> (App, Pictures) {
     app.device = "cpu (2 threads)".into();
     app.run_dir = Some(PathBuf::from("runs/20261203-120000-flowers"));
     app.data_root = Some(PathBuf::from("data/flowers-102"));
-    app.table = CLASSES
+    app.table = classes()
         .iter()
         .enumerate()
         .map(|(i, c)| ClassRow {
@@ -172,7 +166,7 @@ pub fn state(screen: Screen, no_color: bool) -> (App, Pictures) {
     samples.misclassified.insert("feature_extraction".into(), vec![3, 7]);
     app.summary = Some(Summary {
         name: "flowers".into(),
-        classes: CLASSES.iter().map(|c| c.to_string()).collect(),
+        classes: classes(),
         dataset: BTreeMap::new(),
         device: "cpu".into(),
         weights: "none".into(),
@@ -197,7 +191,7 @@ pub fn state(screen: Screen, no_color: bool) -> (App, Pictures) {
     app.filters_ready = true;
     app.now = 100.0;
     app.started_at = 0.0;
-    app.thumbnails = (0..CLASSES.len()).collect();
+    app.thumbnails = (0..classes().len()).collect();
     app.cam.class = 7;
     app.cam.models = vec!["FE", "FT"];
     app.cam.shown = Some(CamShown {
@@ -228,7 +222,7 @@ pub fn state(screen: Screen, no_color: bool) -> (App, Pictures) {
         ],
     });
     let mut pictures = Pictures::halfblocks(no_color);
-    for c in 0..CLASSES.len() {
+    for c in 0..classes().len() {
         pictures.set(PicId::Thumb(c), picture(c as u32, 32));
     }
     pictures.set(PicId::Sample, picture(7, 48));

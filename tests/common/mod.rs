@@ -179,3 +179,18 @@ pub fn md5_hex(bytes: &[u8]) -> String {
     use md5::Digest;
     format!("{:x}", md5::Md5::digest(bytes))
 }
+
+/// The files a finished run folder holds.
+pub const RUN_FILES: [&str; 11] = [
+    "config.toml",
+    "metrics.jsonl",
+    "summary.json",
+    "fe.safetensors",
+    "ft.safetensors",
+    "curves.png",
+    "gradcam_fe.png",
+    "gradcam_compare.png",
+    "filters_conv1.png",
+    "activations_layer4.png",
+    "report.md",
+];
