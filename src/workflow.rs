@@ -565,9 +565,7 @@ fn gradcam_fe(
     // The first Grad-CAM sample, or the first test image when the FE model got none right.
     if let Some(first) = imgs.first().copied().or(decoded.test.first()) {
         let aug = Augmenter::new(&config.image, &config.augment);
-        let x = aug
-            .batch(&[first], false, 0, 0, 0, device)
-            .map_err(|e| e.to_string())?;
+        let x = aug.batch(&[first], false, 0, 0, 0, device).map_err(|e| e.to_string())?;
         let acts = cam::views::layer4_activations(&fe.model, &x, 48).map_err(|e| e.to_string())?;
         run.write_png("activations_layer4.png", &acts)
             .map_err(|e| format!("activations_layer4.png: {e}"))?;

@@ -65,7 +65,10 @@ fn train_mode_batchnorm_matches_pytorch() {
         .forward_range(&r["input"], Stage::Stem, Stage::Head, BnTrain::ALL)
         .unwrap();
     let err = rel_err(&got, &r["logits_train"]);
-    assert!(err < 1e-4, "train-mode logits: relative error {err}");
+    // Batch statistics of 2 images normalise layer4 over 8 values per channel,
+    // which amplifies float rounding: the error depends on the SIMD kernel the
+    // GEMM picks (below 1e-4 with AVX2, 1.2e-4 with AVX-512), hence 2e-4 here.
+    assert!(err < 2e-4, "train-mode logits: relative error {err}");
     let bn = m.batchnorms();
     let find = |k: &str| bn.iter().find(|(p, _)| p == k).unwrap().1;
     assert!(rel_err(find("bn1").running_mean.as_tensor(), &r["bn1.running_mean_after"]) < 1e-4);

@@ -163,7 +163,8 @@ impl Session {
         start_work(&tx)?;
         Ok(Session {
             guard,
-            pictures: Pictures::new(picker, no_color(), Some(enc_tx)),
+            pictures: Pictures::new(picker, no_color(), Some(enc_tx))
+                .with_palette256(!pictures::terminal_has_truecolor()),
             tx,
         })
     }

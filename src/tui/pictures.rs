@@ -69,6 +69,8 @@ struct Slot {
 pub struct Pictures {
     picker: Picker,
     shade: bool,
+    /// Map half-block colours to the xterm 256-colour palette (no truecolor).
+    palette256: bool,
     /// `None`: encode inline (tests, benchmarks).
     encoder: Option<Sender<EncodeJob>>,
     slots: HashMap<PicId, Slot>,
@@ -83,6 +85,7 @@ impl Pictures {
         Pictures {
             picker,
             shade,
+            palette256: false,
             encoder,
             slots: HashMap::new(),
             next_generation: 0,
@@ -92,6 +95,13 @@ impl Pictures {
     /// Half-blocks, encoded inline: deterministic, for snapshots and benchmarks.
     pub fn halfblocks(no_color: bool) -> Pictures {
         Pictures::new(Picker::halfblocks(), no_color, None)
+    }
+
+    /// Draw half-blocks with the 256-colour palette (for terminals without
+    /// 24-bit colour, where RGB escapes would come out wrong).
+    pub fn with_palette256(mut self, on: bool) -> Pictures {
+        self.palette256 = on;
+        self
     }
 
     /// The protocol in use, for the status line.
@@ -159,11 +169,20 @@ impl Pictures {
             State::Encoding => placeholder(area, buf),
             State::Ready(protocol) => {
                 let mode = resize_mode();
+                let quantize = self.palette256 && self.picker.protocol_type() == ProtocolType::Halfblocks;
                 match (protocol.needs_resize(&mode, area.into()), &self.encoder) {
-                    (None, _) => protocol.render(area, buf),
+                    (None, _) => {
+                        protocol.render(area, buf);
+                        if quantize {
+                            to_palette256(area, buf);
+                        }
+                    }
                     (Some(size), None) => {
                         protocol.resize_encode(&mode, size);
                         protocol.render(area, buf);
+                        if quantize {
+                            to_palette256(area, buf);
+                        }
                     }
                     (Some(size), Some(tx)) => {
                         let State::Ready(protocol) = std::mem::replace(&mut slot.state, State::Encoding) else {
@@ -208,6 +227,46 @@ pub fn fit(area: Rect, (w, h): (u32, u32), font: (u16, u16)) -> Rect {
     )
 }
 
+/// Whether the terminal says it shows 24-bit colour (`COLORTERM`).
+pub fn terminal_has_truecolor() -> bool {
+    std::env::var("COLORTERM").is_ok_and(|v| v == "truecolor" || v == "24bit")
+}
+
+/// The nearest xterm 256-colour index: the 6×6×6 cube or the gray ramp.
+pub fn ansi256(r: u8, g: u8, b: u8) -> u8 {
+    const LEVELS: [u8; 6] = [0, 95, 135, 175, 215, 255];
+    let nearest = |v: u8| (0..6).min_by_key(|&i| (LEVELS[i] as i32 - v as i32).abs()).unwrap_or(0);
+    let (ri, gi, bi) = (nearest(r), nearest(g), nearest(b));
+    let cube = (LEVELS[ri], LEVELS[gi], LEVELS[bi]);
+    let dist = |c: (u8, u8, u8)| {
+        let d = |a: u8, b: u8| (a as i32 - b as i32).pow(2);
+        d(c.0, r) + d(c.1, g) + d(c.2, b)
+    };
+    let avg = (r as u32 + g as u32 + b as u32) / 3;
+    let gray_i = ((avg.saturating_sub(8)) / 10).min(23) as u8;
+    let gray_v = 8 + 10 * gray_i;
+    if dist((gray_v, gray_v, gray_v)) < dist(cube) {
+        232 + gray_i
+    } else {
+        16 + 36 * ri as u8 + 6 * gi as u8 + bi as u8
+    }
+}
+
+fn to_palette256(area: Rect, buf: &mut Buffer) {
+    use ratatui::style::Color;
+    let map = |c: Color| match c {
+        Color::Rgb(r, g, b) => Color::Indexed(ansi256(r, g, b)),
+        other => other,
+    };
+    for y in area.top()..area.bottom() {
+        for x in area.left()..area.right() {
+            let cell = &mut buf[(x, y)];
+            let (fg, bg) = (map(cell.fg), map(cell.bg));
+            cell.set_fg(fg).set_bg(bg);
+        }
+    }
+}
+
 fn placeholder(area: Rect, buf: &mut Buffer) {
     let text = "…";
     let x = area.x + area.width / 2;
@@ -228,5 +287,36 @@ pub fn shade(image: &RgbImage, area: Rect, buf: &mut Buffer) {
             let i = ((luma / 256.0) * RAMP.len() as f32) as usize;
             buf[(area.x + x as u16, area.y + y as u16)].set_char(RAMP[i.min(RAMP.len() - 1)]);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn palette_256_picks_cube_and_gray_entries() {
+        assert_eq!(ansi256(0, 0, 0), 16);
+        assert_eq!(ansi256(255, 255, 255), 231);
+        assert_eq!(ansi256(255, 0, 0), 196);
+        assert_eq!(ansi256(0, 0, 255), 21);
+        assert_eq!(ansi256(128, 128, 128), 244);
+        assert_eq!(ansi256(95, 135, 175), 16 + 36 + 2 * 6 + 3);
+    }
+
+    #[test]
+    fn quantised_pictures_use_no_rgb() {
+        let mut p = Pictures::halfblocks(false).with_palette256(true);
+        p.set(PicId::Sample, crate::tui::fixture::picture(3, 40));
+        let area = Rect::new(0, 0, 20, 10);
+        let mut buf = Buffer::empty(area);
+        p.render(PicId::Sample, area, &mut buf);
+        use ratatui::style::Color;
+        assert!(buf.content().iter().any(|c| matches!(c.bg, Color::Indexed(_))));
+        assert!(
+            !buf.content()
+                .iter()
+                .any(|c| matches!(c.fg, Color::Rgb(..)) || matches!(c.bg, Color::Rgb(..)))
+        );
     }
 }
