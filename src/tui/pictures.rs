@@ -52,7 +52,7 @@ fn resize_mode() -> Resize {
 }
 
 enum State {
-    Ready(StatefulProtocol),
+    Ready(Box<StatefulProtocol>),
     /// With the encoder thread.
     Encoding,
     /// Gray shading characters: no protocol needed.
@@ -127,7 +127,9 @@ impl Pictures {
         let state = if self.shade {
             State::Shade
         } else {
-            State::Ready(self.picker.new_resize_protocol(DynamicImage::ImageRgb8(image.clone())))
+            State::Ready(Box::new(
+                self.picker.new_resize_protocol(DynamicImage::ImageRgb8(image.clone())),
+            ))
         };
         self.slots.insert(
             id,
@@ -147,7 +149,7 @@ impl Pictures {
     pub fn encoded(&mut self, job: EncodeJob) -> bool {
         match self.slots.get_mut(&job.id) {
             Some(slot) if slot.generation == job.generation => {
-                slot.state = State::Ready(job.protocol);
+                slot.state = State::Ready(Box::new(job.protocol));
                 true
             }
             _ => false,
@@ -191,13 +193,13 @@ impl Pictures {
                         let job = EncodeJob {
                             id,
                             generation: slot.generation,
-                            protocol,
+                            protocol: *protocol,
                             size,
                         };
                         if let Err(back) = tx.send(job) {
                             // Encoder gone (shutting down): do it here.
                             let job = back.0.run();
-                            slot.state = State::Ready(job.protocol);
+                            slot.state = State::Ready(Box::new(job.protocol));
                         }
                         placeholder(area, buf);
                     }
