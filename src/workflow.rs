@@ -365,7 +365,8 @@ fn run_phases(
                 Some(file)
             };
             let ps = PhaseSummary::from_epochs(&outcome.epochs, outcome.stopped, checkpoint);
-            let mis: Vec<usize> = predicted(&outcome.test_probs)
+            let classes_of = predicted(&outcome.test_probs);
+            let mis: Vec<usize> = classes_of
                 .iter()
                 .zip(&decoded.test)
                 .enumerate()
@@ -373,13 +374,10 @@ fn run_phases(
                 .map(|(i, _)| i)
                 .collect();
             summary.samples.misclassified.insert(phase.key().to_string(), mis);
-            let preds = outcome
-                .test_probs
+            let preds = classes_of
                 .iter()
-                .map(|p| {
-                    let c = predicted(std::slice::from_ref(p))[0];
-                    (c, p[c])
-                })
+                .zip(&outcome.test_probs)
+                .map(|(&c, p)| (c, p[c]))
                 .collect();
             summary.samples.predictions.insert(phase.key().to_string(), preds);
             if phase == Phase::FeatureExtraction {

@@ -458,8 +458,8 @@ impl App {
         }
     }
 
-    /// Ctrl-C: stop cleanly the first time, leave at once the second.
-    fn interrupt(&mut self) -> Vec<Command> {
+    /// Ctrl-C (or SIGTERM/SIGHUP): stop cleanly the first time, leave at once the second.
+    pub fn interrupt(&mut self) -> Vec<Command> {
         match self.state {
             RunState::Preparing | RunState::Running => self.stop_and_quit(),
             _ => vec![Command::Quit],

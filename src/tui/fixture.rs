@@ -87,8 +87,8 @@ fn phase(acc: &[usize], rows: Vec<EpochRow>) -> PhaseSummary {
     }
 }
 
-fn focus(values: &[f64]) -> Vec<ClassFocus> {
-    classes()
+fn focus(classes: &[String], values: &[f64]) -> Vec<ClassFocus> {
+    classes
         .iter()
         .zip(values)
         .map(|(c, &v)| ClassFocus {
@@ -103,6 +103,7 @@ fn focus(values: &[f64]) -> Vec<ClassFocus> {
 
 /// The fixed state: FT running (epoch 3 of 5), FE finished, CAM shown.
 pub fn state(screen: Screen, no_color: bool) -> (App, Pictures) {
+    let classes = classes();
     let mut app = App::new(
         "flowers",
         Some("demo: synthetic flowers, random weights".into()),
@@ -113,7 +114,7 @@ pub fn state(screen: Screen, no_color: bool) -> (App, Pictures) {
     app.device = "cpu (2 threads)".into();
     app.run_dir = Some(PathBuf::from("runs/20261203-120000-flowers"));
     app.data_root = Some(PathBuf::from("data/flowers-102"));
-    app.table = classes()
+    app.table = classes
         .iter()
         .enumerate()
         .map(|(i, c)| ClassRow {
@@ -166,7 +167,7 @@ pub fn state(screen: Screen, no_color: bool) -> (App, Pictures) {
     samples.misclassified.insert("feature_extraction".into(), vec![3, 7]);
     app.summary = Some(Summary {
         name: "flowers".into(),
-        classes: classes(),
+        classes: classes.clone(),
         dataset: BTreeMap::new(),
         device: "cpu".into(),
         weights: "none".into(),
@@ -178,11 +179,11 @@ pub fn state(screen: Screen, no_color: bool) -> (App, Pictures) {
         focus: BTreeMap::from([
             (
                 "feature_extraction".to_string(),
-                focus(&[0.71, 0.64, 0.58, 0.62, 0.69, 0.55, 0.6, 0.31]),
+                focus(&classes, &[0.71, 0.64, 0.58, 0.62, 0.69, 0.55, 0.6, 0.31]),
             ),
             (
                 "fine_tuning".to_string(),
-                focus(&[0.78, 0.7, 0.66, 0.61, 0.74, 0.63, 0.69, 0.22]),
+                focus(&classes, &[0.78, 0.7, 0.66, 0.61, 0.74, 0.63, 0.69, 0.22]),
             ),
         ]),
         samples,
@@ -191,7 +192,7 @@ pub fn state(screen: Screen, no_color: bool) -> (App, Pictures) {
     app.filters_ready = true;
     app.now = 100.0;
     app.started_at = 0.0;
-    app.thumbnails = (0..classes().len()).collect();
+    app.thumbnails = (0..classes.len()).collect();
     app.cam.class = 7;
     app.cam.models = vec!["FE", "FT"];
     app.cam.shown = Some(CamShown {
@@ -222,7 +223,7 @@ pub fn state(screen: Screen, no_color: bool) -> (App, Pictures) {
         ],
     });
     let mut pictures = Pictures::halfblocks(no_color);
-    for c in 0..classes().len() {
+    for c in 0..classes.len() {
         pictures.set(PicId::Thumb(c), picture(c as u32, 32));
     }
     pictures.set(PicId::Sample, picture(7, 48));

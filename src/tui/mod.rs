@@ -100,17 +100,18 @@ pub fn run_live(config: &Config, options: WorkflowOptions, graphics: &str) -> Re
             let _ = tx.send(Msg::Signal);
         });
     }
-    let mut app = App::new(&config.name, options.label.clone(), no_color());
+    let app = App::new(&config.name, options.label.clone(), no_color());
     let worker_tx = tx.clone();
-    let session = Session::start(graphics, tx, |_| {
+    let session = Session::start(graphics, tx, || {
+        // Detached: the worker always ends with Finished, Stopped or Failed,
+        // which the loop waits for before leaving a running workflow.
         crate::workflow::spawn(config.clone(), options, stop.clone(), move |ev| {
             let _ = worker_tx.send(Msg::Worker(ev));
         })
+        .map(drop)
         .map_err(|e| format!("cannot start the worker thread: {e}"))
     })?;
-    app.state = RunState::Preparing;
-    let outcome = session.run(app, config, Some(stop), rx, None)?;
-    Ok(outcome)
+    session.run(app, config, Some(stop), rx, None)
 }
 
 /// Browse a finished run folder.
@@ -127,7 +128,7 @@ pub fn view(run_dir: &Path, graphics: &str) -> Result<Outcome, String> {
     };
     let app = App::from_summary(summary, run_dir.to_path_buf(), table, no_color());
     let (tx, rx) = unbounded_channel();
-    let session = Session::start(graphics, tx, |_| Ok(()))?;
+    let session = Session::start(graphics, tx, || Ok(()))?;
     session.run(app, &config, None, rx, Some(run_dir.to_path_buf()))
 }
 
@@ -141,10 +142,10 @@ struct Session {
 impl Session {
     /// Enter full-screen mode, pick the graphics protocol, start the
     /// encoder thread, then `start_work` (so nothing prints over the query).
-    fn start<T>(
+    fn start(
         graphics: &str,
         tx: UnboundedSender<Msg>,
-        start_work: impl FnOnce(&UnboundedSender<Msg>) -> Result<T, String>,
+        start_work: impl FnOnce() -> Result<(), String>,
     ) -> Result<Session, String> {
         let guard = terminal::enter().map_err(|e| format!("cannot use the terminal: {e}"))?;
         let picker = make_picker(graphics);
@@ -160,7 +161,7 @@ impl Session {
                 }
             })
             .map_err(|e| format!("cannot start the encoder thread: {e}"))?;
-        start_work(&tx)?;
+        start_work()?;
         Ok(Session {
             guard,
             pictures: Pictures::new(picker, no_color(), Some(enc_tx))
@@ -455,13 +456,7 @@ impl Ui {
                 false
             }
             Msg::Signal => {
-                let commands = if self.app.state.is_active() {
-                    self.app.quit_when_stopped = true;
-                    self.app.state = RunState::Stopping;
-                    vec![Command::Stop]
-                } else {
-                    vec![Command::Quit]
-                };
+                let commands = self.app.interrupt();
                 self.execute(commands)
             }
         }

@@ -173,14 +173,10 @@ impl Pictures {
                 let mode = resize_mode();
                 let quantize = self.palette256 && self.picker.protocol_type() == ProtocolType::Halfblocks;
                 match (protocol.needs_resize(&mode, area.into()), &self.encoder) {
-                    (None, _) => {
-                        protocol.render(area, buf);
-                        if quantize {
-                            to_palette256(area, buf);
+                    (needed, None) | (needed @ None, Some(_)) => {
+                        if let Some(size) = needed {
+                            protocol.resize_encode(&mode, size);
                         }
-                    }
-                    (Some(size), None) => {
-                        protocol.resize_encode(&mode, size);
                         protocol.render(area, buf);
                         if quantize {
                             to_palette256(area, buf);
