@@ -12,7 +12,7 @@ use crate::config::Config;
 use crate::data::augment::Augmenter;
 use crate::data::cache::{CachedImage, decode_resized};
 use crate::data::synth::{SynthSpec, render};
-use crate::model::{Arch, BnTrain, Stage, weights};
+use crate::model::{Arch, BnTrain, ConvPath, ResNet, Stage, weights};
 
 /// One measured figure.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -101,28 +101,75 @@ pub fn data(config: &Config, images: usize) -> std::io::Result<Vec<Measurement>>
     Ok(out)
 }
 
-/// Forward and backward of ResNet-18 at `batch`×3×`size`×`size`, random weights.
-pub fn model(batch: usize, size: usize, iters: usize, device: &Device) -> candle_core::Result<Vec<Measurement>> {
-    let mut m = weights::random(Arch::ResNet18, 8, 0, device).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+/// Forward and backward of ResNet-18 at `batch`×3×`size`×`size`, random
+/// weights, once with Candle's stock convolutions and once with the fast
+/// path, side by side in one run (run-to-run noise is larger than some of
+/// the differences).
+pub fn model(
+    batch: usize,
+    size: usize,
+    iters: usize,
+    paths: &[ConvPath],
+    device: &Device,
+) -> candle_core::Result<Vec<Measurement>> {
+    let base = weights::random(Arch::ResNet18, 8, 0, device).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
     let x = Tensor::randn(0f32, 1.0, (batch, 3, size, size), device)?;
     let labels = Tensor::from_vec((0..batch as u32).map(|i| i % 8).collect::<Vec<_>>(), batch, device)?;
-    let sync = |t: &Tensor| {
-        t.sum_all()
-            .and_then(|s| s.to_dtype(DType::F32)?.to_scalar::<f32>())
-            .map(|_| ())
+    let mut out = Vec::new();
+    for &path in paths {
+        let name = path.name();
+        println!("{name} convolutions:");
+        let mut m = base.fresh_copy()?;
+        m.conv_path = path;
+        out.extend(model_with(&mut m, name, &x, &labels, iters)?);
+    }
+    if paths != [ConvPath::Stock, ConvPath::Fast] {
+        return Ok(out);
+    }
+    let half = out.len() / 2;
+    println!("{:<44} {:>9} {:>9} {:>8}", "img/s", "stock", "fast", "speedup");
+    for (s, f) in out[..half].iter().zip(&out[half..]) {
+        println!(
+            "{:<44} {:>9.1} {:>9.1} {:>7.2}×",
+            f.name.trim_start_matches("fast: "),
+            s.images_per_second,
+            f.images_per_second,
+            f.images_per_second / s.images_per_second
+        );
+    }
+    Ok(out)
+}
+
+fn sync(t: &Tensor) -> candle_core::Result<()> {
+    t.sum_all()?.to_dtype(DType::F32)?.to_scalar::<f32>().map(|_| ())
+}
+
+/// The model measurements of one convolution path, named `{path}: …`.
+fn model_with(
+    m: &mut ResNet,
+    path: &str,
+    x: &Tensor,
+    labels: &Tensor,
+    iters: usize,
+) -> candle_core::Result<Vec<Measurement>> {
+    let batch = x.dim(0)?;
+    let size = x.dim(3)?;
+    let timed = |name: &str, f: &mut dyn FnMut() -> candle_core::Result<()>| -> candle_core::Result<Measurement> {
+        let start = Instant::now();
+        for _ in 0..iters {
+            f()?;
+        }
+        Ok(measure(
+            &format!("{path}: {name}"),
+            iters * batch,
+            start.elapsed().as_secs_f64(),
+        ))
     };
     // Warm-up: first calls allocate and, on CUDA, compile kernels.
-    sync(&m.forward(&x)?)?;
-    let mut out = Vec::new();
-    let start = Instant::now();
-    for _ in 0..iters {
-        sync(&m.forward(&x)?)?;
-    }
-    out.push(measure(
-        &format!("eval forward (batch {batch}, {size}px)"),
-        iters * batch,
-        start.elapsed().as_secs_f64(),
-    ));
+    sync(&m.forward(x)?)?;
+    let mut out = vec![timed(&format!("eval forward (batch {batch}, {size}px)"), &mut || {
+        sync(&m.forward(x)?)
+    })?];
     let mut stage_times = [0f64; 6];
     for _ in 0..iters {
         let mut y = x.clone();
@@ -139,15 +186,9 @@ pub fn model(batch: usize, size: usize, iters: usize, device: &Device) -> candle
         .map(|(s, t)| format!("{} {:.3}", s.name(), t / iters as f64))
         .collect();
     println!("  seconds per batch by stage: {}", per.join(" / "));
-    let start = Instant::now();
-    for _ in 0..iters {
-        sync(&m.forward_range(&x, Stage::Stem, Stage::Layer3, BnTrain::EVAL)?)?;
-    }
-    out.push(measure(
-        "forward up to layer3",
-        iters * batch,
-        start.elapsed().as_secs_f64(),
-    ));
+    out.push(timed("forward up to layer3", &mut || {
+        sync(&m.forward_range(x, Stage::Stem, Stage::Layer3, BnTrain::EVAL)?)
+    })?);
     let groups = m.make_trainable(&[Stage::Layer4, Stage::Head])?;
     let vars: Vec<Var> = groups.into_iter().flat_map(|(_, v)| v).collect();
     let mut opt = candle_nn::AdamW::new(
@@ -158,33 +199,22 @@ pub fn model(batch: usize, size: usize, iters: usize, device: &Device) -> candle
             ..Default::default()
         },
     )?;
-    let feats = m.forward_range(&x, Stage::Stem, Stage::Layer3, BnTrain::EVAL)?;
+    let feats = m.forward_range(x, Stage::Stem, Stage::Layer3, BnTrain::EVAL)?;
     let train_bn = BnTrain::stages(&[Stage::Layer4, Stage::Head]);
-    let start = Instant::now();
-    for _ in 0..iters {
-        let feats = m.forward_range(&x, Stage::Stem, Stage::Layer3, BnTrain::EVAL)?;
-        let logits = m.forward_range(&feats, Stage::Layer4, Stage::Head, train_bn)?;
-        let loss = crate::model::resnet::cross_entropy(&logits, &labels)?;
-        opt.backward_step(&loss)?;
-    }
-    sync(&m.fc.weight)?;
-    out.push(measure(
-        "forward + backward through layer4+fc",
-        iters * batch,
-        start.elapsed().as_secs_f64(),
-    ));
-    let start = Instant::now();
-    for _ in 0..iters {
-        let logits = m.forward_range(&feats, Stage::Layer4, Stage::Head, train_bn)?;
-        let loss = crate::model::resnet::cross_entropy(&logits, &labels)?;
-        opt.backward_step(&loss)?;
-    }
-    sync(&m.fc.weight)?;
-    out.push(measure(
-        "  same, layer3 output cached",
-        iters * batch,
-        start.elapsed().as_secs_f64(),
-    ));
+    let mut step = |feats: &Tensor| -> candle_core::Result<()> {
+        let logits = m.forward_range(feats, Stage::Layer4, Stage::Head, train_bn)?;
+        let loss = crate::model::resnet::cross_entropy(&logits, labels)?;
+        opt.backward_step(&loss)
+    };
+    out.push(timed("forward + backward through layer4+fc", &mut || {
+        let feats = m.forward_range(x, Stage::Stem, Stage::Layer3, BnTrain::EVAL)?;
+        step(&feats)?;
+        sync(&m.fc.weight)
+    })?);
+    out.push(timed("  same, layer3 output cached", &mut || {
+        step(&feats)?;
+        sync(&m.fc.weight)
+    })?);
     Ok(out)
 }
 
@@ -210,6 +240,85 @@ pub fn cams(size: usize, images: usize, device: &Device) -> candle_core::Result<
         ));
     }
     Ok(out)
+}
+
+/// Every convolution shape of ResNet-18 at `size` px, batch `batch`, on the
+/// fast path alone: forward, input gradient and weight gradient, in seconds
+/// per batch and direct-convolution GFLOP/s (Winograd does fewer
+/// multiplications, so it can exceed the machine's peak). Where a change to
+/// `model::conv` is measured.
+pub fn convs(batch: usize, size: usize, iters: usize) {
+    use crate::model::conv::{self, Geometry};
+    let time = |f: &mut dyn FnMut()| {
+        f();
+        let start = Instant::now();
+        for _ in 0..iters {
+            f();
+        }
+        start.elapsed().as_secs_f64() / iters as f64
+    };
+    let stem = size.div_ceil(2).div_ceil(2);
+    // (cin, input side, cout, kernel, stride, how often ResNet-18 has it)
+    let mut shapes = vec![(3, size, 64, 7, 2, 1)];
+    let (mut cin, mut side) = (64, stem);
+    for (i, cout) in [64usize, 128, 256, 512].into_iter().enumerate() {
+        if i > 0 {
+            shapes.push((cin, side, cout, 3, 2, 1));
+            shapes.push((cin, side, cout, 1, 2, 1));
+            side = side.div_ceil(2);
+        }
+        shapes.push((cout, side, cout, 3, 1, if i == 0 { 4 } else { 3 }));
+        cin = cout;
+    }
+    println!("fast convolutions, batch {batch}, {size} px: seconds per batch (direct-equivalent GFLOP/s)");
+    println!(
+        "  {:<28} {:<9} {:>16} {:>16} {:>16}",
+        "shape", "algorithm", "forward", "input grad", "weight grad"
+    );
+    let mut total = [0f64; 3];
+    for (cin, side, cout, k, stride, count) in shapes {
+        let g = Geometry {
+            n: batch,
+            cin,
+            h: side,
+            w: side,
+            cout,
+            k,
+            stride,
+            pad: k / 2,
+        };
+        let x = vec![0.5f32; batch * cin * side * side];
+        let w = vec![0.01f32; cout * g.kdim()];
+        let dy = vec![0.01f32; batch * cout * g.ho() * g.wo()];
+        let flops = 2.0 * (batch * cout * g.kdim() * g.ho() * g.wo()) as f64;
+        let secs = [
+            time(&mut || drop(std::hint::black_box(conv::forward(&g, &x, &w, &[0.0], true)))),
+            time(&mut || drop(std::hint::black_box(conv::backward_data(&g, &dy, &w)))),
+            time(&mut || drop(std::hint::black_box(conv::backward_filter(&g, &x, &dy)))),
+        ];
+        let cols: Vec<String> = secs
+            .iter()
+            .map(|s| format!("{s:.4} ({:>5.0})", flops / s / 1e9))
+            .collect();
+        for (t, s) in total.iter_mut().zip(secs) {
+            *t += s * count as f64;
+        }
+        println!(
+            "  {:<28} {:<9} {:>16} {:>16} {:>16}",
+            format!("{cin}→{cout} {side}px {k}×{k}/{stride} ×{count}"),
+            format!("{:?}", g.algorithm()),
+            cols[0],
+            cols[1],
+            cols[2]
+        );
+    }
+    println!(
+        "  all convolutions: forward {:.3} s ({:.1} img/s), input grad {:.3} s, weight grad {:.3} s",
+        total[0],
+        batch as f64 / total[0],
+        total[1],
+        total[2]
+    );
 }
 
 /// Peak resident memory of this process so far, in MiB (Linux; None elsewhere).

@@ -112,8 +112,10 @@ pub struct BenchArgs {
     /// synthetic dataset with the real split sizes (160 / 412), or on --data.
     #[arg(long)]
     pub workflow: bool,
-    /// What to measure: data, model, cam, tui (drawing each screen) or all.
-    #[arg(long, default_value = "all", value_parser = ["data", "model", "cam", "tui", "all"])]
+    /// What to measure: data, model (stock and fast convolutions side by
+    /// side), conv (each ResNet-18 convolution on the fast path), cam, tui
+    /// (drawing each screen) or all.
+    #[arg(long, default_value = "all", value_parser = ["data", "model", "conv", "cam", "tui", "all"])]
     pub what: String,
     /// Batch size for the model measurements.
     #[arg(long, default_value_t = 32)]
@@ -124,6 +126,10 @@ pub struct BenchArgs {
     /// Timed iterations per model measurement.
     #[arg(long, default_value_t = 3)]
     pub iters: usize,
+    /// Convolution path the model measurements time: both (stock and fast
+    /// side by side, in one run), fast or stock.
+    #[arg(long, default_value = "both", value_parser = ["both", "fast", "stock"])]
+    pub conv: String,
     /// Images for the data measurements.
     #[arg(long, default_value_t = 256)]
     pub images: usize,

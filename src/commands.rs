@@ -8,6 +8,7 @@ use color_eyre::eyre::{Context, Result, bail, eyre};
 use crate::cli::{BenchArgs, Common, FetchArgs, PredictArgs, RunArgs, SynthArgs, ViewArgs};
 use crate::config::Config;
 use crate::data;
+use crate::model::ConvPath;
 
 /// The demo's layer over the defaults, shipped inside the binary.
 pub const DEMO_TOML: &str = include_str!("../config/demo.toml");
@@ -246,7 +247,14 @@ pub fn bench(config: &Config, args: &BenchArgs) -> Result<()> {
         crate::bench::data(config, args.images.max(8))?;
     }
     if all || args.what == "model" {
-        crate::bench::model(args.batch.max(1), args.size.max(32), args.iters.max(1), &device)?;
+        let paths = match args.conv.as_str() {
+            "both" => vec![ConvPath::Stock, ConvPath::Fast],
+            name => vec![ConvPath::from_name(name).ok_or_else(|| eyre!("--conv {name:?} is unknown"))?],
+        };
+        crate::bench::model(args.batch.max(1), args.size.max(32), args.iters.max(1), &paths, &device)?;
+    }
+    if all || args.what == "conv" {
+        crate::bench::convs(args.batch.max(1), args.size.max(32), args.iters.max(1));
     }
     if all || args.what == "cam" {
         crate::bench::cams(args.size.max(32), 32, &device)?;

@@ -114,6 +114,10 @@ pub struct PhaseConfig {
 pub struct ModelConfig {
     pub arch: String,
     pub weights: String,
+    /// "fast" (flowercam's CPU convolutions, frozen BatchNorm folded) or
+    /// "stock" (Candle's conv2d): the reference the fast path is checked
+    /// and benchmarked against.
+    pub conv: String,
 }
 
 /// Grad-CAM settings.
@@ -280,6 +284,12 @@ impl Config {
                     "unknown architecture {:?}, expected resnet18 or resnet34",
                     self.model.arch
                 ),
+            );
+        }
+        if crate::model::ConvPath::from_name(&self.model.conv).is_none() {
+            return err(
+                "model.conv",
+                format!("unknown convolution path {:?}, expected fast or stock", self.model.conv),
             );
         }
         if !["gradcam", "gradcam++", "hirescam", "eigencam"].contains(&self.cam.method.as_str()) {

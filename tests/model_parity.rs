@@ -1,17 +1,19 @@
 //! ResNet-18 against torchvision: stage by stage, logits, odd sizes, and
-//! train-mode BatchNorm, on weights rebuilt from the fixture's formula.
+//! train-mode BatchNorm, on weights rebuilt from the fixture's formula, for
+//! both convolution paths (flowercam's fast kernels with folded or fused
+//! BatchNorm, and Candle's stock operations).
 
 mod common;
 
 use candle_core::{Device, Tensor};
 use common::{fixture, rel_err, write_formula_weights};
-use flowercam::model::{Arch, BnTrain, Stage, weights};
+use flowercam::model::{Arch, BnTrain, ConvPath, ResNet, Stage, weights};
 
 fn reference() -> std::collections::HashMap<String, Tensor> {
     candle_core::safetensors::load(fixture("resnet18_parity.safetensors"), &Device::Cpu).unwrap()
 }
 
-fn model() -> flowercam::model::ResNet {
+fn model() -> ResNet {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("w.safetensors");
     write_formula_weights(&path, None, None);
@@ -20,10 +22,25 @@ fn model() -> flowercam::model::ResNet {
     m
 }
 
+/// The formula model once per convolution path, the default (fast) first.
+fn models() -> Vec<ResNet> {
+    let fast = model();
+    assert_eq!(fast.conv_path, ConvPath::Fast);
+    let mut stock = model();
+    stock.conv_path = ConvPath::Stock;
+    vec![fast, stock]
+}
+
 #[test]
 fn every_stage_matches_torchvision() {
     let r = reference();
-    let m = model();
+    for m in models() {
+        every_stage_matches(&m, &r);
+    }
+}
+
+fn every_stage_matches(m: &ResNet, r: &std::collections::HashMap<String, Tensor>) {
+    let path = m.conv_path.name();
     let mut x = r["input"].clone();
     for (stage, key) in [
         (Stage::Stem, "stem"),
@@ -35,7 +52,7 @@ fn every_stage_matches_torchvision() {
     ] {
         x = m.forward_stage(stage, &x, BnTrain::EVAL).unwrap();
         let err = rel_err(&x, &r[key]);
-        assert!(err < 1e-4, "{key}: relative error {err}");
+        assert!(err < 1e-4, "{path}: {key}: relative error {err}");
     }
     let logits = m.forward(&r["input"]).unwrap();
     assert!(rel_err(&logits, &r["logits"]) < 1e-4);
@@ -52,15 +69,23 @@ fn every_stage_matches_torchvision() {
 #[test]
 fn odd_input_sizes_match() {
     let r = reference();
-    let got = model().forward(&r["input_odd"]).unwrap();
-    let err = rel_err(&got, &r["logits_odd"]);
-    assert!(err < 1e-4, "relative error {err}");
+    for m in models() {
+        let got = m.forward(&r["input_odd"]).unwrap();
+        let err = rel_err(&got, &r["logits_odd"]);
+        assert!(err < 1e-4, "{}: relative error {err}", m.conv_path.name());
+    }
 }
 
 #[test]
 fn train_mode_batchnorm_matches_pytorch() {
     let r = reference();
-    let m = model();
+    for m in models() {
+        train_mode_matches(&m, &r);
+    }
+}
+
+fn train_mode_matches(m: &ResNet, r: &std::collections::HashMap<String, Tensor>) {
+    let path = m.conv_path.name();
     let got = m
         .forward_range(&r["input"], Stage::Stem, Stage::Head, BnTrain::ALL)
         .unwrap();
@@ -68,7 +93,7 @@ fn train_mode_batchnorm_matches_pytorch() {
     // Batch statistics of 2 images normalise layer4 over 8 values per channel,
     // which amplifies float rounding: the error depends on the SIMD kernel the
     // GEMM picks (below 1e-4 with AVX2, 1.2e-4 with AVX-512), hence 2e-4 here.
-    assert!(err < 2e-4, "train-mode logits: relative error {err}");
+    assert!(err < 2e-4, "{path}: train-mode logits: relative error {err}");
     let bn = m.batchnorms();
     let find = |k: &str| bn.iter().find(|(p, _)| p == k).unwrap().1;
     assert!(rel_err(find("bn1").running_mean.as_tensor(), &r["bn1.running_mean_after"]) < 1e-4);

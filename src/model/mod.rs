@@ -1,11 +1,12 @@
 //! The network: ResNet with named stages, and where its weights come from.
 
+pub mod conv;
 pub mod resnet;
 pub mod weights;
 
 use std::path::{Path, PathBuf};
 
-pub use resnet::{Arch, BnTrain, ResNet, Stage};
+pub use resnet::{Arch, BnTrain, ConvPath, ResNet, Stage};
 
 /// torchvision's ImageNet1K_V1 ResNet-18 file name (the hash prefix is part of it).
 pub const TORCH_HUB_FILE: &str = "resnet18-f37072fd.pth";
@@ -133,14 +134,18 @@ pub fn load_configured(
 ) -> Result<(ResNet, weights::ClassNames), String> {
     let arch =
         Arch::from_name(&config.model.arch).ok_or_else(|| format!("model.arch {:?} is unknown", config.model.arch))?;
-    match resolve_weights(&config.model.weights, progress)? {
-        WeightsChoice::Random => Ok((
+    let conv_path = ConvPath::from_name(&config.model.conv)
+        .ok_or_else(|| format!("model.conv {:?} is unknown", config.model.conv))?;
+    let (mut model, classes) = match resolve_weights(&config.model.weights, progress)? {
+        WeightsChoice::Random => (
             weights::random(arch, num_classes_if_random, config.seed, device).map_err(|e| e.to_string())?,
             None,
-        )),
+        ),
         WeightsChoice::File(path) => {
             tracing::info!("loading weights from {}", path.display());
-            weights::load(&path, arch, device).map_err(|e| e.to_string())
+            weights::load(&path, arch, device).map_err(|e| e.to_string())?
         }
-    }
+    };
+    model.conv_path = conv_path;
+    Ok((model, classes))
 }

@@ -9,6 +9,8 @@
 
 use candle_core::{D, DType, Device, Module, Result, Tensor, Var};
 
+use super::conv;
+
 /// The stages of the network, in order. `Head` is global average pooling + fc.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Stage {
@@ -117,6 +119,37 @@ impl Arch {
     }
 }
 
+/// Which code runs the network's convolutions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ConvPath {
+    /// Candle's conv2d, with BatchNorm and ReLU as separate operations: the
+    /// reference the fast path is measured and tested against.
+    Stock,
+    /// Eval-mode BatchNorm folded into the convolution; on the CPU,
+    /// flowercam's own kernels (`model::conv`), elsewhere Candle's conv2d.
+    #[default]
+    Fast,
+}
+
+impl ConvPath {
+    /// Parse the `model.conv` config value.
+    pub fn from_name(name: &str) -> Option<ConvPath> {
+        match name {
+            "fast" => Some(ConvPath::Fast),
+            "stock" => Some(ConvPath::Stock),
+            _ => None,
+        }
+    }
+
+    /// The config name, for messages and benchmarks.
+    pub fn name(self) -> &'static str {
+        match self {
+            ConvPath::Fast => "fast",
+            ConvPath::Stock => "stock",
+        }
+    }
+}
+
 /// A bias-free convolution, as every ResNet convolution is.
 #[derive(Debug, Clone)]
 pub struct Conv {
@@ -126,8 +159,27 @@ pub struct Conv {
 }
 
 impl Conv {
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        x.conv2d(&self.weight, self.padding, self.stride, 1, 1)
+    /// The convolution followed by its BatchNorm (and ReLU when `relu`).
+    fn with_bn(&self, bn: &BatchNorm, x: &Tensor, train: bool, relu: bool, path: ConvPath) -> Result<Tensor> {
+        let y = match (path, train) {
+            (ConvPath::Stock, _) => bn.forward(&x.conv2d(&self.weight, self.padding, self.stride, 1, 1)?, train)?,
+            (ConvPath::Fast, false) => {
+                let (w, b) = conv::fold_batchnorm(
+                    &self.weight,
+                    &bn.weight,
+                    &bn.bias,
+                    &bn.running_mean.as_tensor().detach(),
+                    &bn.running_var.as_tensor().detach(),
+                    bn.eps,
+                )?;
+                return conv::conv2d(x, &w, Some(&b), self.stride, self.padding, relu);
+            }
+            (ConvPath::Fast, true) => {
+                let y = conv::conv2d(x, &self.weight, None, self.stride, self.padding, false)?;
+                return bn.forward_train_fused(&y, relu);
+            }
+        };
+        if relu { y.relu() } else { Ok(y) }
     }
 }
 
@@ -170,13 +222,32 @@ impl BatchNorm {
         let y = normed
             .broadcast_mul(&self.weight.reshape(shape)?)?
             .broadcast_add(&self.bias.reshape(shape)?)?;
+        self.update_running(&mean.flatten_all()?, &var.flatten_all()?, count)?;
+        Ok(y)
+    }
+
+    /// Train mode as one fused operation (ReLU included when `relu`) where
+    /// the tensors allow it, else [`BatchNorm::forward`]; same results to
+    /// float rounding.
+    fn forward_train_fused(&self, x: &Tensor, relu: bool) -> Result<Tensor> {
+        let Some((y, mean, var)) = conv::batch_norm_train(x, &self.weight, &self.bias, self.eps, relu)? else {
+            let y = self.forward(x, true)?;
+            return if relu { y.relu() } else { Ok(y) };
+        };
+        let (n, _, h, w) = x.dims4()?;
+        self.update_running(&mean, &var, (n * h * w) as f64)?;
+        Ok(y)
+    }
+
+    /// PyTorch's running update from a batch's mean and biased variance over
+    /// `count` values per channel: momentum 0.1, unbiased variance.
+    fn update_running(&self, mean: &Tensor, biased_var: &Tensor, count: f64) -> Result<()> {
         let m = self.momentum;
-        let unbiased = (var.detach().flatten_all()? * (count / (count - 1.0).max(1.0)))?;
-        let new_mean = ((self.running_mean.as_tensor().detach() * (1.0 - m))? + (mean.detach().flatten_all()? * m)?)?;
+        let unbiased = (biased_var.detach() * (count / (count - 1.0).max(1.0)))?;
+        let new_mean = ((self.running_mean.as_tensor().detach() * (1.0 - m))? + (mean.detach() * m)?)?;
         let new_var = ((self.running_var.as_tensor().detach() * (1.0 - m))? + (unbiased * m)?)?;
         self.running_mean.set(&new_mean)?;
-        self.running_var.set(&new_var)?;
-        Ok(y)
+        self.running_var.set(&new_var)
     }
 }
 
@@ -191,14 +262,17 @@ pub struct BasicBlock {
 }
 
 impl BasicBlock {
-    fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let y = self.bn1.forward(&self.conv1.forward(x)?, train)?.relu()?;
-        let y = self.bn2.forward(&self.conv2.forward(&y)?, train)?;
+    fn forward(&self, x: &Tensor, train: bool, path: ConvPath) -> Result<Tensor> {
+        let y = self.conv1.with_bn(&self.bn1, x, train, true, path)?;
+        let y = self.conv2.with_bn(&self.bn2, &y, train, false, path)?;
         let shortcut = match &self.downsample {
-            Some((conv, bn)) => bn.forward(&conv.forward(x)?, train)?,
+            Some((conv, bn)) => conv.with_bn(bn, x, train, false, path)?,
             None => x.clone(),
         };
-        (y + shortcut)?.relu()
+        match path {
+            ConvPath::Stock => (y + shortcut)?.relu(),
+            ConvPath::Fast => conv::add_relu(&y, &shortcut),
+        }
     }
 }
 
@@ -223,6 +297,8 @@ pub struct ResNet {
     pub bn1: BatchNorm,
     pub layers: [Vec<BasicBlock>; 4],
     pub fc: Linear,
+    /// Stock or fast convolutions (benchmarks compare the two).
+    pub conv_path: ConvPath,
 }
 
 /// Channel width of each layer.
@@ -243,17 +319,23 @@ impl ResNet {
         let train = bn.contains(stage);
         match stage {
             Stage::Stem => {
-                let y = self.bn1.forward(&self.conv1.forward(x)?, train)?.relu()?;
-                // MaxPool(3, stride 2, padding 1). Inputs are ReLU outputs (≥ 0),
-                // so zero padding gives exactly PyTorch's -inf padding.
-                y.pad_with_zeros(2, 1, 1)?
-                    .pad_with_zeros(3, 1, 1)?
-                    .max_pool2d_with_stride(3, 2)
+                let y = self.conv1.with_bn(&self.bn1, x, train, true, self.conv_path)?;
+                match self.conv_path {
+                    ConvPath::Fast => conv::max_pool_3x3_s2(&y),
+                    // MaxPool(3, stride 2, padding 1). Inputs are ReLU outputs
+                    // (≥ 0), so zero padding gives exactly PyTorch's -inf padding.
+                    ConvPath::Stock => y
+                        .pad_with_zeros(2, 1, 1)?
+                        .pad_with_zeros(3, 1, 1)?
+                        .max_pool2d_with_stride(3, 2),
+                }
             }
             Stage::Head => self.fc.forward(&x.mean(D::Minus1)?.mean(D::Minus1)?),
             layer => {
                 let blocks = &self.layers[layer.index() - 1];
-                blocks.iter().try_fold(x.clone(), |x, b| b.forward(&x, train))
+                blocks
+                    .iter()
+                    .try_fold(x.clone(), |x, b| b.forward(&x, train, self.conv_path))
             }
         }
     }

@@ -109,6 +109,7 @@ fn assemble(arch: Arch, src: &mut dyn Source) -> Result<ResNet, WeightsError> {
         bn1,
         layers,
         fc,
+        conv_path: super::resnet::ConvPath::default(),
     })
 }
 
