@@ -6,6 +6,9 @@ use color_eyre::eyre::Result;
 use flowercam::cli::{Cli, Command};
 use flowercam::commands;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     // Panics keep color-eyre's report; ordinary errors are a person's problem
     // to fix, so they get one clean message (the full chain), not a backtrace.
