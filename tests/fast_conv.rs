@@ -47,6 +47,10 @@ const CASES: &[Case] = &[
     (32, 4, 16, 12, 8, 3, 1, 1), // batch 32, Winograd: images spread over threads
     (32, 8, 7, 7, 8, 3, 2, 1),   // batch 32, im2col
     (32, 3, 29, 31, 4, 7, 2, 3), // batch 32 stem
+    // im2col built in bands of output rows (a cache's worth each), the last
+    // band partial: 7 bands of the stem, 3 of a 64-channel 3×3/2.
+    (1, 3, 229, 101, 8, 7, 2, 3),
+    (1, 64, 45, 41, 8, 3, 2, 1),
 ];
 
 fn geometry(c: &Case) -> Geometry {
@@ -288,26 +292,21 @@ fn whole_model_fast_path_matches_stock_path() {
     assert_eq!(gf.dtype(), DType::F32);
 }
 
+/// Per-channel mean of NCHW `x`, kept as `1 × C × 1 × 1`.
+fn channel_mean(x: &Tensor) -> Tensor {
+    x.mean_keepdim(3)
+        .unwrap()
+        .mean_keepdim(2)
+        .unwrap()
+        .mean_keepdim(0)
+        .unwrap()
+}
+
 /// Train-mode BatchNorm written out in Candle operations, as PyTorch defines it.
 fn batchnorm_reference(x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f64, relu: bool) -> Tensor {
     let shape = (1, gamma.dim(0).unwrap(), 1, 1);
-    let mean = x
-        .mean_keepdim(3)
-        .unwrap()
-        .mean_keepdim(2)
-        .unwrap()
-        .mean_keepdim(0)
-        .unwrap();
-    let centred = x.broadcast_sub(&mean).unwrap();
-    let var = centred
-        .sqr()
-        .unwrap()
-        .mean_keepdim(3)
-        .unwrap()
-        .mean_keepdim(2)
-        .unwrap()
-        .mean_keepdim(0)
-        .unwrap();
+    let centred = x.broadcast_sub(&channel_mean(x)).unwrap();
+    let var = channel_mean(&centred.sqr().unwrap());
     let y = centred
         .broadcast_div(&(var + eps).unwrap().sqrt().unwrap())
         .unwrap()
@@ -328,34 +327,18 @@ fn fused_train_batchnorm_matches_candle_forward_statistics_and_gradients() {
         let gamma = Var::from_tensor(&(random(&[c], 20 + i as u64) + 1.5).unwrap()).unwrap();
         let beta = Var::from_tensor(&random(&[c], 30 + i as u64)).unwrap();
         let r = random(dims, 40 + i as u64);
+        let want_mean = channel_mean(&xt);
+        let want_var = channel_mean(&xt.broadcast_sub(&want_mean).unwrap().sqr().unwrap());
         for relu in [false, true] {
             let (y, mean, var) = conv::batch_norm_train(x.as_tensor(), gamma.as_tensor(), beta.as_tensor(), 1e-5, relu)
                 .unwrap()
                 .expect("f32 CPU tensors take the fused path");
             let want = batchnorm_reference(x.as_tensor(), gamma.as_tensor(), beta.as_tensor(), 1e-5, relu);
             assert!(rel_err(&y, &want) < 1e-5, "{dims:?} relu {relu}: output");
-            let want_mean = xt
-                .mean_keepdim(3)
-                .unwrap()
-                .mean_keepdim(2)
-                .unwrap()
-                .mean_keepdim(0)
-                .unwrap();
             assert!(
                 rel_err(&mean, &want_mean.flatten_all().unwrap()) < 1e-5,
                 "{dims:?}: mean"
             );
-            let want_var = xt
-                .broadcast_sub(&want_mean)
-                .unwrap()
-                .sqr()
-                .unwrap()
-                .mean_keepdim(3)
-                .unwrap()
-                .mean_keepdim(2)
-                .unwrap()
-                .mean_keepdim(0)
-                .unwrap();
             assert!(
                 rel_err(&var, &want_var.flatten_all().unwrap()) < 1e-4,
                 "{dims:?}: variance"

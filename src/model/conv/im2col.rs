@@ -4,6 +4,8 @@
 //! NCHW order, so no transpose follows. Also the two gradients, which are
 //! the same products transposed.
 
+use std::ops::Range;
+
 use super::Geometry;
 use super::gemm::{View, matmul};
 
@@ -19,17 +21,21 @@ fn valid_columns(kx: usize, pad: usize, stride: usize, w: usize, wo: usize) -> (
     (lo.min(hi), hi)
 }
 
-/// Calls `f(row, ci, oy, iy, x0, x1)` for every im2col row segment: `row` indexes
-/// (ci, ky, kx), `iy` is the input row or None in the padding, and output
-/// columns `x0..x1` read real input.
-fn for_each_segment(g: &Geometry, mut f: impl FnMut(usize, usize, usize, Option<usize>, usize, usize)) {
-    let (ho, wo) = (g.ho(), g.wo());
+/// Calls `f(row, ci, oy, iy, x0, x1)` for every im2col row segment of the
+/// output rows `rows`: `row` indexes (ci, ky, kx), `iy` is the input row or
+/// None in the padding, and output columns `x0..x1` read real input.
+fn for_each_segment(
+    g: &Geometry,
+    rows: Range<usize>,
+    mut f: impl FnMut(usize, usize, usize, Option<usize>, usize, usize),
+) {
+    let wo = g.wo();
     for ci in 0..g.cin {
         for ky in 0..g.k {
             for kx in 0..g.k {
                 let row = (ci * g.k + ky) * g.k + kx;
                 let (x0, x1) = valid_columns(kx, g.pad, g.stride, g.w, wo);
-                for oy in 0..ho {
+                for oy in rows.clone() {
                     let iy = (oy * g.stride + ky).checked_sub(g.pad).filter(|&iy| iy < g.h);
                     f(row, ci, oy, iy, x0, x1);
                 }
@@ -41,10 +47,16 @@ fn for_each_segment(g: &Geometry, mut f: impl FnMut(usize, usize, usize, Option<
 /// Fill `col` (`kdim × ho·wo`) with the receptive fields of one image `x`
 /// (`cin × h × w`); padding reads as zero.
 pub fn im2col(g: &Geometry, x: &[f32], col: &mut [f32]) {
-    let (wo, hw) = (g.wo(), g.ho() * g.wo());
+    im2col_rows(g, x, 0..g.ho(), col);
+}
+
+/// [`im2col`] for the output rows `rows` only: `col` is `kdim × rows·wo`.
+fn im2col_rows(g: &Geometry, x: &[f32], rows: Range<usize>, col: &mut [f32]) {
+    let wo = g.wo();
+    let (first, width) = (rows.start, rows.len() * wo);
     let (s, pad) = (g.stride, g.pad);
-    for_each_segment(g, |row, ci, oy, iy, x0, x1| {
-        let out = &mut col[row * hw + oy * wo..][..wo];
+    for_each_segment(g, rows, |row, ci, oy, iy, x0, x1| {
+        let out = &mut col[row * width + (oy - first) * wo..][..wo];
         let Some(iy) = iy else {
             out.fill(0.0);
             return;
@@ -70,7 +82,7 @@ pub fn col2im(g: &Geometry, col: &[f32], dx: &mut [f32]) {
     dx.fill(0.0);
     let (wo, hw) = (g.wo(), g.ho() * g.wo());
     let (s, pad) = (g.stride, g.pad);
-    for_each_segment(g, |row, ci, oy, iy, x0, x1| {
+    for_each_segment(g, 0..g.ho(), |row, ci, oy, iy, x0, x1| {
         let Some(iy) = iy else { return };
         let kx = row % g.k;
         let src = &col[row * hw + oy * wo..][..wo];
@@ -97,21 +109,30 @@ fn columns<'a>(g: &Geometry, x: &'a [f32], scratch: &'a mut Vec<f32>) -> &'a [f3
     scratch
 }
 
-/// One image's output (`cout × ho·wo`, no bias) from weights `w` (`cout × kdim`).
+/// How much of the im2col matrix the forward builds at a time: about half
+/// a core's L2, so the GEMM reads the columns from cache right after they
+/// were written (the stem's whole matrix, 147 × 12544, is 7 MB).
+const BAND_BYTES: usize = 512 << 10;
+
+/// One image's output (`cout × ho·wo`, no bias) from weights `w` (`cout × kdim`),
+/// in bands of output rows whose columns fit in cache.
 pub fn forward_image(g: &Geometry, x: &[f32], w: &[f32], y: &mut [f32], threads: usize, scratch: &mut Vec<f32>) {
-    let hw = g.ho() * g.wo();
-    let col = columns(g, x, scratch);
-    matmul(
-        g.cout,
-        hw,
-        g.kdim(),
-        y,
-        hw,
-        View::rows(w, g.kdim()),
-        View::rows(col, hw),
-        false,
-        threads,
-    );
+    let (ho, wo, kdim) = (g.ho(), g.wo(), g.kdim());
+    let hw = ho * wo;
+    let lhs = View::rows(w, kdim);
+    if is_pointwise(g) {
+        matmul(g.cout, hw, kdim, y, hw, lhs, View::rows(x, hw), false, threads);
+        return;
+    }
+    let band = (BAND_BYTES / (4 * kdim * wo)).clamp(1, ho);
+    scratch.resize(kdim * band * wo, 0.0);
+    for first in (0..ho).step_by(band) {
+        let rows = first..(first + band).min(ho);
+        let width = rows.len() * wo;
+        im2col_rows(g, x, rows, &mut scratch[..kdim * width]);
+        let cols = View::rows(&scratch[..kdim * width], width);
+        matmul(g.cout, width, kdim, &mut y[first * wo..], hw, lhs, cols, false, threads);
+    }
 }
 
 /// One image's input gradient (`cin × h × w`) from its output gradient `dy`:
