@@ -52,9 +52,17 @@ pub fn resolve_config(common: &Common, demo: bool) -> Result<Config> {
     Ok(config)
 }
 
-/// Size the global thread pool once, before any parallel work.
+/// Size the global thread pool once, before any parallel work. Candle's
+/// own kernels (its matmul, elementwise loops) size themselves from
+/// `RAYON_NUM_THREADS`, so `--threads` is written there too, or they would
+/// ask for every core on a smaller pool.
+///
+/// Call it first thing in `main`, while the process has one thread: setting
+/// an environment variable races with any other thread reading one.
 pub fn init_threads(config: &Config) {
     if config.threads > 0 {
+        // SAFETY: main calls this before any other thread exists.
+        unsafe { std::env::set_var("RAYON_NUM_THREADS", config.threads.to_string()) };
         // Fails only if already initialised, which is harmless.
         let _ = rayon::ThreadPoolBuilder::new()
             .num_threads(config.threads)

@@ -30,8 +30,8 @@ fn run() -> Result<()> {
     let cli = Cli::parse();
     let demo = matches!(cli.command, Some(Command::Demo(_)));
     let config = commands::resolve_config(&cli.common, demo)?;
-    init_logging(&config, commands::uses_tui(cli.command.as_ref(), &cli.common));
     commands::init_threads(&config);
+    init_logging(&config, commands::uses_tui(cli.command.as_ref(), &cli.common));
     match &cli.command {
         Some(Command::Explore) => commands::explore(&config),
         Some(Command::Synth(args)) => commands::synth(&config, &cli.common, args),
