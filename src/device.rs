@@ -41,7 +41,10 @@ pub fn open(spec: DeviceSpec) -> Result<Device, String> {
 /// A short human description for headers and the TUI.
 pub fn describe(device: &Device) -> String {
     match device {
-        Device::Cpu => format!("cpu ({} threads)", rayon::current_num_threads()),
+        Device::Cpu => match rayon::current_num_threads() {
+            1 => "cpu (1 thread)".to_string(),
+            n => format!("cpu ({n} threads)"),
+        },
         Device::Cuda(_) => "cuda".to_string(),
         Device::Metal(_) => "metal".to_string(),
     }
