@@ -359,10 +359,10 @@ fn check_keys(origin: &str, layer: &toml::Table, base: &toml::Table, prefix: &st
                 message: format!("unknown key{hint}"),
             });
         };
-        if let (toml::Value::Table(sub), toml::Value::Table(known_sub)) = (value, known) {
-            if !path.ends_with(".lr") {
-                check_keys(origin, sub, known_sub, &path)?;
-            }
+        if let (toml::Value::Table(sub), toml::Value::Table(known_sub)) = (value, known)
+            && !path.ends_with(".lr")
+        {
+            check_keys(origin, sub, known_sub, &path)?;
         }
     }
     Ok(())

@@ -345,10 +345,10 @@ fn run_phases(
             let run_cell = RefCell::new(&mut *run);
             let write_error = RefCell::new(None);
             let on_event = |ev: Event| {
-                if let Event::EpochDone { phase, metrics, .. } = &ev {
-                    if let Err(e) = run_cell.borrow_mut().append_metrics(phase.key(), metrics) {
-                        *write_error.borrow_mut() = Some(e.to_string());
-                    }
+                if let Event::EpochDone { phase, metrics, .. } = &ev
+                    && let Err(e) = run_cell.borrow_mut().append_metrics(phase.key(), metrics)
+                {
+                    *write_error.borrow_mut() = Some(e.to_string());
                 }
                 emit(ev);
             };

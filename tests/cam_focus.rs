@@ -57,10 +57,10 @@ fn a_model_that_learned_the_shortcut_is_flagged() {
     // Up to 10 epochs, ending as soon as the test accuracy shows the shortcut learned.
     let stop = StopToken::new();
     let on_event = |ev: train::Event| {
-        if let train::Event::EpochDone { metrics, .. } = ev {
-            if metrics.test_acc >= 36.0 / 40.0 {
-                stop.stop();
-            }
+        if let train::Event::EpochDone { metrics, .. } = ev
+            && metrics.test_acc >= 36.0 / 40.0
+        {
+            stop.stop();
         }
     };
     let out = train::train_phase(&mut model, &phase, &data, &Device::Cpu, &stop, &on_event).unwrap();

@@ -150,12 +150,12 @@ pub fn download(
         }
         f.sync_all().map_err(io_err(&part))?;
     }
-    if let Some(total) = total {
-        if done < total {
-            return Err(http(format!(
-                "connection closed after {done} of {total} bytes; run again to resume"
-            )));
-        }
+    if let Some(total) = total
+        && done < total
+    {
+        return Err(http(format!(
+            "connection closed after {done} of {total} bytes; run again to resume"
+        )));
     }
     if let Some(expected) = md5 {
         let actual = md5_file(&part).map_err(io_err(&part))?;

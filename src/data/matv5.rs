@@ -55,7 +55,7 @@ pub fn read_indices(path: &Path, name: &str) -> Result<Vec<usize>, DataError> {
         .into_iter()
         .enumerate()
         .map(|(i, v)| {
-            if v.fract() == 0.0 && v >= 1.0 && v < 1e9 {
+            if v.fract() == 0.0 && (1.0..1e9).contains(&v) {
                 Ok(v as usize)
             } else {
                 Err(DataError::invalid(

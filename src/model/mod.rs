@@ -56,17 +56,16 @@ pub fn find_cached_weights() -> Option<PathBuf> {
     if let Some(snapshots) = hf_cache_dir().map(|d| {
         d.join(format!("models--{}", HF_REPO.replace('/', "--")))
             .join("snapshots")
-    }) {
-        if let Ok(entries) = std::fs::read_dir(&snapshots) {
-            let mut found: Vec<PathBuf> = entries
-                .flatten()
-                .map(|e| e.path().join("model.safetensors"))
-                .filter(|p| p.is_file())
-                .collect();
-            found.sort();
-            if let Some(p) = found.pop() {
-                return Some(p);
-            }
+    }) && let Ok(entries) = std::fs::read_dir(&snapshots)
+    {
+        let mut found: Vec<PathBuf> = entries
+            .flatten()
+            .map(|e| e.path().join("model.safetensors"))
+            .filter(|p| p.is_file())
+            .collect();
+        found.sort();
+        if let Some(p) = found.pop() {
+            return Some(p);
         }
     }
     own_cache_file().filter(|p| p.is_file())

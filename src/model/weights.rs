@@ -281,17 +281,17 @@ pub fn load(path: &Path, arch: Arch, device: &Device) -> Result<(ResNet, ClassNa
             keys,
         });
     }
-    if let Some(c) = &classes {
-        if c.len() != model.num_classes() {
-            return Err(WeightsError::File {
-                path: path.to_owned(),
-                message: format!(
-                    "names {} classes but the head has {} outputs",
-                    c.len(),
-                    model.num_classes()
-                ),
-            });
-        }
+    if let Some(c) = &classes
+        && c.len() != model.num_classes()
+    {
+        return Err(WeightsError::File {
+            path: path.to_owned(),
+            message: format!(
+                "names {} classes but the head has {} outputs",
+                c.len(),
+                model.num_classes()
+            ),
+        });
     }
     Ok((model, classes))
 }

@@ -142,10 +142,10 @@ impl CustomOp3 for BatchNormOp {
                 let (mut s, mut sx) = (0f64, 0f64);
                 for i in 0..n {
                     let base = (i * c + ch) * plane;
-                    for j in base..base + plane {
-                        let g = masked(j) as f64;
+                    for (j, &xj) in xv[base..base + plane].iter().enumerate() {
+                        let g = masked(base + j) as f64;
                         s += g;
-                        sx += g * (xv[j] - stats.mean[ch]) as f64;
+                        sx += g * (xj - stats.mean[ch]) as f64;
                     }
                 }
                 (s as f32, (sx * inv_std[ch] as f64) as f32)
