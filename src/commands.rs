@@ -289,7 +289,7 @@ fn ensure_demo_data(config: &Config) -> Result<std::path::PathBuf> {
     let spec = data::synth::SynthSpec {
         labels,
         images_per_class: Some(40),
-        size: 96,
+        size: 160,
         shortcut,
         seed: config.seed,
         same_species: false,
