@@ -346,7 +346,7 @@ pub fn run_workflow(config: &Config, common: &Common, args: &RunArgs, demo: bool
         handler_stop.stop();
     });
     let (tx, rx) = std::sync::mpsc::channel();
-    let worker = crate::workflow::spawn(config, options, stop, move |ev| {
+    let worker = crate::workflow::spawn(config, options, stop.clone(), move |ev| {
         let _ = tx.send(ev);
     })?;
     let mut printer = crate::headless::Printer::default();
@@ -357,11 +357,29 @@ pub fn run_workflow(config: &Config, common: &Common, args: &RunArgs, demo: bool
         }
     }
     match worker.join() {
+        Ok(Ok(_)) if stop.is_stopped() => Err(Stopped.into()),
         Ok(Ok(_)) => Ok(()),
         Ok(Err(message)) => Err(eyre!(message)),
         Err(_) => Err(eyre!("the worker thread died")),
     }
 }
+
+/// A run the person stopped (Ctrl-C, `q`, SIGTERM): what finished is saved
+/// and said, and `main` exits with 130, as a shell expects of an interrupted
+/// command, so a script can tell a stopped run from a finished one.
+#[derive(Debug)]
+pub struct Stopped;
+
+impl std::fmt::Display for Stopped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("stopped before the end")
+    }
+}
+
+impl std::error::Error for Stopped {}
+
+/// The exit status of a stopped run (128 + SIGINT).
+pub const STOPPED_EXIT_CODE: i32 = 130;
 
 /// The lines left on the normal screen after the TUI closes.
 fn report_outcome(outcome: &crate::tui::Outcome) -> Result<()> {
@@ -373,7 +391,10 @@ fn report_outcome(outcome: &crate::tui::Outcome) -> Result<()> {
         .unwrap_or_else(|| "(no run folder)".into());
     match &outcome.state {
         RunState::Finished => println!("flowercam: finished; results in {dir} (report.md)"),
-        RunState::Stopped | RunState::Stopping => println!("flowercam: stopped; finished phases are saved in {dir}"),
+        RunState::Stopped | RunState::Stopping => {
+            println!("flowercam: stopped; finished phases are saved in {dir}");
+            return Err(Stopped.into());
+        }
         RunState::Viewing => println!("flowercam: closed {dir}"),
         RunState::Failed(message) => bail!("{message} (partial results in {dir})"),
         RunState::Preparing | RunState::Running => println!("flowercam: left while running; see {dir}"),

@@ -16,6 +16,10 @@ fn main() {
         .display_env_section(false)
         .install();
     if let Err(e) = run() {
+        // A stopped run has already said so and where its results are.
+        if e.downcast_ref::<commands::Stopped>().is_some() {
+            std::process::exit(commands::STOPPED_EXIT_CODE);
+        }
         if std::env::var_os("FLOWERCAM_DEBUG").is_some() {
             eprintln!("{e:?}");
         } else {

@@ -297,3 +297,49 @@ fn auto_weights_come_from_the_hf_cache_or_a_download_with_progress() {
         "{t}"
     );
 }
+
+/// Ctrl-C on a headless run: it stops after the current batch, keeps what
+/// finished (summary.json says stopped) and exits 130, so a script can tell
+/// it from a finished run.
+#[test]
+fn ctrl_c_stops_a_headless_run_with_status_130() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_flowercam"))
+        .args(["demo", "--headless", "--out", "runs", "--epochs", "50"])
+        .current_dir(d)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    // Interrupt once training is under way.
+    let mut seen = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        let training = line.starts_with("Epoch");
+        seen.push(line);
+        if training {
+            let status = Command::new("kill")
+                .args(["-INT", &child.id().to_string()])
+                .status()
+                .unwrap();
+            assert!(status.success());
+            break;
+        }
+    }
+    seen.extend(lines.map(|l| l.unwrap()));
+    let status = child.wait().unwrap();
+    let out = seen.join("\n");
+    assert_eq!(status.code(), Some(130), "{out}");
+    assert!(out.contains("stopped"), "{out}");
+    let run = std::fs::read_dir(d.join("runs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.join("summary.json").exists())
+        .expect("a run folder with summary.json");
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["stopped"], serde_json::Value::Bool(true), "{summary}");
+}
