@@ -89,11 +89,21 @@ fn train_mode_matches(m: &ResNet, r: &std::collections::HashMap<String, Tensor>)
     let got = m
         .forward_range(&r["input"], Stage::Stem, Stage::Head, BnTrain::ALL)
         .unwrap();
-    let err = rel_err(&got, &r["logits_train"]);
-    // Batch statistics of 2 images normalise layer4 over 8 values per channel,
-    // which amplifies float rounding: the error depends on the SIMD kernel the
-    // GEMM picks (below 1e-4 with AVX2, 1.2e-4 with AVX-512), hence 2e-4 here.
-    assert!(err < 2e-4, "{path}: train-mode logits: relative error {err}");
+    // Batch statistics of 2 images normalise layer4 over 8 values per
+    // channel, which amplifies float32 rounding about tenfold (eval-mode
+    // logits agree to 4e-7): torch's own float32 logits are 1.6e-5 (fixture
+    // machine of session 1) to 8.8e-5 (AVX-512 Xeon) from its float64 ones.
+    // So the reference is the float64 result, and the bound is a little over
+    // twice the worst float32 error torch itself was seen to make (measured:
+    // fast 8.7e-5 / 9.5e-5, stock 9.2e-5 / 1.15e-4 with AVX-512 / AVX2 GEMM
+    // kernels).
+    let err = rel_err(&got, &r["logits_train_f64"]);
+    let torch_f32 = rel_err(&r["logits_train"], &r["logits_train_f64"]);
+    eprintln!("{path}: train-mode logits: relative error {err} against float64 (torch float32: {torch_f32})");
+    assert!(
+        err < 2e-4,
+        "{path}: train-mode logits: relative error {err} against float64"
+    );
     let bn = m.batchnorms();
     let find = |k: &str| bn.iter().find(|(p, _)| p == k).unwrap().1;
     assert!(rel_err(find("bn1").running_mean.as_tensor(), &r["bn1.running_mean_after"]) < 1e-4);

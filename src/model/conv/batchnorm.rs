@@ -89,9 +89,12 @@ impl CustomOp3 for BatchNormOp {
             .for_each(|(p, (y, x))| {
                 let ch = p % c;
                 let scale = gamma[ch] / (stats.var[ch] as f64 + self.eps).sqrt() as f32;
-                let shift = beta[ch] - stats.mean[ch] * scale;
+                let (mean, shift) = (stats.mean[ch], beta[ch]);
+                // Centre first: with few values per channel the mean can
+                // dwarf the spread, and `x·s − μ·s` would cancel away digits
+                // that `(x − μ)·s` keeps.
                 for (y, x) in y.iter_mut().zip(x) {
-                    let v = x * scale + shift;
+                    let v = (x - mean) * scale + shift;
                     *y = if relu { v.max(0.0) } else { v };
                 }
             });
