@@ -202,9 +202,13 @@ impl BatchNorm {
         let c = self.weight.dim(0)?;
         let shape = (1, c, 1, 1);
         if !train {
-            // y = x * scale + shift, with scale and shift per channel.
-            let scale = (&self.weight / (self.running_var.as_tensor().detach() + self.eps)?.sqrt()?)?;
-            let shift = (&self.bias - (self.running_mean.as_tensor().detach() * &scale)?)?;
+            let (scale, shift) = conv::batchnorm_affine(
+                &self.weight,
+                &self.bias,
+                &self.running_mean.as_tensor().detach(),
+                &self.running_var.as_tensor().detach(),
+                self.eps,
+            )?;
             return x
                 .broadcast_mul(&scale.reshape(shape)?)?
                 .broadcast_add(&shift.reshape(shape)?);
@@ -322,12 +326,7 @@ impl ResNet {
                 let y = self.conv1.with_bn(&self.bn1, x, train, true, self.conv_path)?;
                 match self.conv_path {
                     ConvPath::Fast => conv::max_pool_3x3_s2(&y),
-                    // MaxPool(3, stride 2, padding 1). Inputs are ReLU outputs
-                    // (≥ 0), so zero padding gives exactly PyTorch's -inf padding.
-                    ConvPath::Stock => y
-                        .pad_with_zeros(2, 1, 1)?
-                        .pad_with_zeros(3, 1, 1)?
-                        .max_pool2d_with_stride(3, 2),
+                    ConvPath::Stock => conv::padded_max_pool_3x3_s2(&y),
                 }
             }
             Stage::Head => self.fc.forward(&x.mean(D::Minus1)?.mean(D::Minus1)?),

@@ -545,8 +545,13 @@ pub fn max_pool_3x3_s2(x: &Tensor) -> Result<Tensor> {
     if fast_cpu(x) && !x.track_op() {
         return x.contiguous()?.apply_op1_no_bwd(&MaxPoolOp);
     }
-    // Inputs are ReLU outputs (≥ 0), so zero padding gives exactly
-    // PyTorch's -inf padding.
+    padded_max_pool_3x3_s2(x)
+}
+
+/// The same pool from Candle's operations (the stock path, GPUs, and
+/// gradients). Inputs are ReLU outputs (≥ 0), so zero padding gives exactly
+/// PyTorch's -inf padding.
+pub fn padded_max_pool_3x3_s2(x: &Tensor) -> Result<Tensor> {
     x.pad_with_zeros(2, 1, 1)?
         .pad_with_zeros(3, 1, 1)?
         .max_pool2d_with_stride(3, 2)
@@ -564,8 +569,22 @@ pub fn fold_batchnorm(
     var: &Tensor,
     eps: f64,
 ) -> Result<(Tensor, Tensor)> {
-    let scale = (gamma / (var + eps)?.sqrt()?)?;
-    let shift = (beta - (mean * &scale)?)?;
+    let (scale, shift) = batchnorm_affine(gamma, beta, mean, var, eps)?;
     let w = w.broadcast_mul(&scale.reshape(((), 1, 1, 1))?)?;
     Ok((w, shift))
+}
+
+/// Eval-mode BatchNorm as a per-channel affine map `x·s + t`, with
+/// `s = γ / √(σ² + ε)` and `t = β − μ·s`: what folding multiplies into the
+/// weights, and what the stock path applies after its convolution.
+pub fn batchnorm_affine(
+    gamma: &Tensor,
+    beta: &Tensor,
+    mean: &Tensor,
+    var: &Tensor,
+    eps: f64,
+) -> Result<(Tensor, Tensor)> {
+    let scale = (gamma / (var + eps)?.sqrt()?)?;
+    let shift = (beta - (mean * &scale)?)?;
+    Ok((scale, shift))
 }
